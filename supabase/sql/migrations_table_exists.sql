@@ -1,0 +1,1 @@
+SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL;
