@@ -70,7 +70,7 @@ CREATE TABLE public.job_definitions (
   id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   job_type        text NOT NULL CHECK (job_type IN ('fetch_intraday', 'fetch_historical', 'run_forecast')),
   symbol          text NOT NULL,
-  symbol_id       uuid REFERENCES public.symbols (id) ON DELETE CASCADE,
+  symbol_id       uuid NOT NULL REFERENCES public.symbols (id) ON DELETE CASCADE,
   timeframe       text NOT NULL CHECK (timeframe IN ('m15', 'h1', 'h4', 'd1', 'w1')),
   window_days     integer NOT NULL DEFAULT 7 CHECK (window_days BETWEEN 1 AND 36500),
   priority        integer NOT NULL DEFAULT 100 CHECK (priority BETWEEN 0 AND 1000),
@@ -93,8 +93,8 @@ CREATE TABLE public.job_runs (
   id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   job_def_id       uuid NOT NULL REFERENCES public.job_definitions (id) ON DELETE CASCADE,
   symbol           text NOT NULL,
-  timeframe        text NOT NULL,
-  job_type         text NOT NULL,
+  timeframe        text NOT NULL CHECK (timeframe IN ('m15', 'h1', 'h4', 'd1', 'w1')),
+  job_type         text NOT NULL CHECK (job_type IN ('fetch_intraday', 'fetch_historical', 'run_forecast')),
   slice_from       timestamptz NOT NULL,
   slice_to         timestamptz NOT NULL,
   status           text NOT NULL DEFAULT 'queued'
@@ -128,7 +128,7 @@ CREATE INDEX job_runs_updated_at_idx ON public.job_runs (updated_at DESC);
 CREATE TABLE public.coverage_status (
   symbol            text NOT NULL,
   timeframe         text NOT NULL CHECK (timeframe IN ('m15', 'h1', 'h4', 'd1', 'w1')),
-  symbol_id         uuid REFERENCES public.symbols (id) ON DELETE CASCADE,
+  symbol_id         uuid NOT NULL REFERENCES public.symbols (id) ON DELETE CASCADE,
   covered           tstzmultirange NOT NULL DEFAULT '{}',
   from_ts           timestamptz,
   to_ts             timestamptz,
@@ -178,6 +178,31 @@ CREATE TABLE public.replication_progress (
   applied_at  timestamptz NOT NULL DEFAULT now(),
   updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- updated_at follows every change, whoever makes it (the service, psql, the dashboard). The
+-- tracking table has no trigger at all: the service sets its updated_at itself.
+CREATE FUNCTION public.set_updated_at() RETURNS trigger
+  LANGUAGE plpgsql
+  SET search_path = ''
+  AS $fn$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$fn$;
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.timeframe_settings
+  FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.symbols
+  FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.job_definitions
+  FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.job_runs
+  FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.coverage_status
+  FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.replication_progress
+  FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 -- Only the tracking table is published: publishing our own job tables would feed back.
 CREATE PUBLICATION backfill_tracking FOR TABLE public.user_symbol_tracking;
