@@ -83,8 +83,15 @@ type Cluster struct {
 // FindBinDir returns the folder holding the PostgreSQL server binaries: the one on PATH, then
 // `pg_config --bindir`, then the newest match of the search patterns.
 func FindBinDir(search []string) (string, error) {
-	if p, err := exec.LookPath("postgres"); err == nil && hasServer(filepath.Dir(p)) {
-		return filepath.Dir(p), nil
+	if p, err := exec.LookPath("postgres"); err == nil {
+		// Follow symlinks (/usr/local/bin/postgres -> /usr/lib/postgresql/15/bin/postgres): the
+		// real folder is where initdb and the server's share files belong together.
+		if real, err := filepath.EvalSymlinks(p); err == nil && hasServer(filepath.Dir(real)) {
+			return filepath.Dir(real), nil
+		}
+		if hasServer(filepath.Dir(p)) {
+			return filepath.Dir(p), nil
+		}
 	}
 	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
 		if dir := strings.TrimSpace(string(out)); hasServer(dir) {

@@ -165,30 +165,45 @@ func EmptyURL(t testing.TB) string {
 func create(t testing.TB, template string) string {
 	t.Helper()
 	cluster := Cluster(t)
-	name := fmt.Sprintf("t%d_%s", shared.seq.Add(1), sanitize(t.Name()))
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, cluster.URL("postgres"))
+	url, drop, err := Clone(context.Background(), cluster, template, sanitize(t.Name()))
 	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY file_copy",
-		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize())); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
+		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		admin, err := pgx.Connect(ctx, cluster.URL("postgres"))
-		if err != nil {
-			t.Errorf("pgtest: connect to drop %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, fmt.Sprintf("DROP DATABASE %s WITH (FORCE)", pgx.Identifier{name}.Sanitize())); err != nil {
-			t.Errorf("pgtest: drop database %s: %v", name, err)
+		if err := drop(context.Background()); err != nil {
+			t.Errorf("pgtest: %v", err)
 		}
 	})
-	return cluster.URL(name)
+	return url
+}
+
+// Clone creates a database on cluster as a copy of template, named after hint and unique in this
+// process, and returns its URL and a function that drops it (ending its sessions).
+func Clone(ctx context.Context, cluster *pglocal.Cluster, template, hint string) (url string, drop func(context.Context) error, err error) {
+	name := fmt.Sprintf("t%d_%s", shared.seq.Add(1), hint)
+	if err := admin(ctx, cluster, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY file_copy",
+		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize())); err != nil {
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	drop = func(ctx context.Context) error {
+		if err := admin(ctx, cluster, fmt.Sprintf("DROP DATABASE %s WITH (FORCE)", pgx.Identifier{name}.Sanitize())); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	}
+	return cluster.URL(name), drop, nil
+}
+
+// admin runs one statement on the cluster's postgres database. CREATE and DROP DATABASE cannot
+// run inside a transaction or on the database they act on, hence a connection of its own.
+func admin(ctx context.Context, cluster *pglocal.Cluster, sql string) error {
+	conn, err := pgx.Connect(ctx, cluster.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("connect to test cluster: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, sql)
+	return err
 }
 
 // DB creates a fresh migrated database for the test and returns a pool on it; both are closed
