@@ -315,3 +315,50 @@ func TestSplitStatements(t *testing.T) {
 		})
 	}
 }
+
+func TestTrackingRowLevelSecurity(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	conn := connect(t, pgtest.URL(t))
+	const alice, bob = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+	require.NoError(t, supabase.ExecScript(ctx, conn, `
+		INSERT INTO auth.users (id) VALUES ('`+alice+`'), ('`+bob+`');
+		INSERT INTO symbols (ticker) VALUES ('AAPL');
+		INSERT INTO user_symbol_tracking (user_id, symbol_id, source)
+		  SELECT u, s.id, 'watchlist' FROM symbols s, unnest(ARRAY['`+alice+`', '`+bob+`']::uuid[]) AS u;
+		INSERT INTO user_symbol_tracking (user_id, symbol_id, source) SELECT NULL, id, 'chart_view' FROM symbols`))
+
+	// As Alice, through the roles and claims PostgREST would set.
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(ctx, `SELECT set_config('request.jwt.claims', json_build_object('sub', $1::text, 'role', 'authenticated')::text, true)`, alice)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SET LOCAL ROLE authenticated")
+	require.NoError(t, err)
+	var visible []string
+	require.NoError(t, tx.QueryRow(ctx, "SELECT coalesce(array_agg(user_id::text), '{}') FROM user_symbol_tracking").Scan(&visible))
+	require.Equal(t, []string{alice}, visible, "a user sees only their own rows")
+	tag, err := tx.Exec(ctx, "DELETE FROM user_symbol_tracking WHERE user_id = $1", bob)
+	require.NoError(t, err)
+	require.Zero(t, tag.RowsAffected(), "and cannot delete someone else's")
+	_, err = tx.Exec(ctx, "INSERT INTO user_symbol_tracking (user_id, symbol_id, source) SELECT $1, id, 'recent_search' FROM symbols", bob)
+	require.ErrorContains(t, err, "row-level security", "nor insert rows for them")
+	require.NoError(t, tx.Rollback(ctx))
+
+	// anon has no access to tracking at all.
+	tx, err = conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SET LOCAL ROLE anon")
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SELECT 1 FROM user_symbol_tracking")
+	require.ErrorContains(t, err, "permission denied")
+	require.NoError(t, tx.Rollback(ctx))
+
+	// A duplicate anonymous row is rejected: NULL user ids do not bypass the key.
+	_, err = conn.Exec(ctx, "INSERT INTO user_symbol_tracking (user_id, symbol_id, source) SELECT NULL, id, 'chart_view' FROM symbols")
+	require.ErrorContains(t, err, "user_symbol_tracking_user_symbol_source_key")
+	// Unknown timeframes are rejected by the table itself.
+	_, err = conn.Exec(ctx, "INSERT INTO user_symbol_tracking (user_id, symbol_id, source, timeframes) SELECT NULL, id, 'watchlist', '{m15,1D}' FROM symbols")
+	require.ErrorContains(t, err, "user_symbol_tracking_timeframes_check")
+}

@@ -263,6 +263,21 @@ func TestDevColdThenWarm(t *testing.T) {
 	require.NoError(t, err, "the cluster stays in the data folder")
 }
 
+func TestDevRefusesDataDirOfAnotherUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a folder to another user")
+	}
+	dir := dataDir(t)
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	require.NoError(t, os.Chown(dir, 65534, 65534)) // nobody
+	r := runCmd(t.Context(), nil, "dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--db-port", strconv.Itoa(freePort(t)))
+	requireOneLineError(t, r, "data folder "+dir+" is owned by")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "nothing written into it")
+}
+
 func TestDevBadInput(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
