@@ -87,7 +87,6 @@ type flags struct {
 	fs     *flag.FlagSet
 	e      *env
 	envErr []error
-	vars   []string
 }
 
 func newFlags(e *env, name, synopsis, about string) *flags {
@@ -104,51 +103,38 @@ func newFlags(e *env, name, synopsis, about string) *flags {
 	return f
 }
 
-func (f *flags) fromEnv(name string) (string, bool) {
+// envDefault returns the value of environment variable name parsed by parse, or def when it is
+// unset. An unparsable value is remembered and reported by Parse.
+func envDefault[T any](f *flags, name string, def T, parse func(string) (T, error), want string) T {
 	v := f.e.getenv(name)
-	return v, v != ""
+	if v == "" {
+		return def
+	}
+	parsed, err := parse(v)
+	if err != nil {
+		f.envErr = append(f.envErr, fmt.Errorf("%w: %s=%q is not %s", errUsage, name, v, want))
+		return def
+	}
+	return parsed
 }
 
 func (f *flags) String(p *string, name, envName, def, help string) {
-	if v, ok := f.fromEnv(envName); ok {
-		def = v
-	}
+	def = envDefault(f, envName, def, func(s string) (string, error) { return s, nil }, "")
 	f.fs.StringVar(p, name, def, help+" (env "+envName+")")
 }
 
 func (f *flags) Int(p *int, name, envName string, def int, help string) {
-	if v, ok := f.fromEnv(envName); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f.envErr = append(f.envErr, fmt.Errorf("%w: %s=%q is not a whole number", errUsage, envName, v))
-		} else {
-			def = n
-		}
-	}
+	def = envDefault(f, envName, def, strconv.Atoi, "a whole number")
 	f.fs.IntVar(p, name, def, help+" (env "+envName+")")
 }
 
 func (f *flags) Bool(p *bool, name, envName string, def bool, help string) {
-	if v, ok := f.fromEnv(envName); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			f.envErr = append(f.envErr, fmt.Errorf("%w: %s=%q is not true or false", errUsage, envName, v))
-		} else {
-			def = b
-		}
-	}
+	def = envDefault(f, envName, def, strconv.ParseBool, "true or false")
 	f.fs.BoolVar(p, name, def, help+" (env "+envName+")")
 }
 
 func (f *flags) Duration(p *time.Duration, name, envName string, def time.Duration, help string) {
-	if v, ok := f.fromEnv(envName); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.envErr = append(f.envErr, fmt.Errorf("%w: %s=%q is not a duration like 30s", errUsage, envName, v))
-		} else {
-			def = d
-		}
-	}
+	def = envDefault(f, envName, def, time.ParseDuration, "a duration like 30s")
 	f.fs.DurationVar(p, name, def, help+" (env "+envName+")")
 }
 

@@ -53,16 +53,6 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// dataDir returns a folder for a dev cluster that the postgres user can reach under root.
-func dataDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "backfill-dev-test-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o755))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return filepath.Join(dir, "data")
-}
-
 func TestVersionAndHelp(t *testing.T) {
 	t.Parallel()
 	r := runCmd(t.Context(), nil, "version")
@@ -230,7 +220,7 @@ func getStatus(t *testing.T, url string) (int, string) {
 
 func TestDevColdThenWarm(t *testing.T) {
 	t.Parallel()
-	dir := dataDir(t)
+	dir := pgtest.DataDir(t)
 	dbPort, apiPort := freePort(t), freePort(t)
 	args := []string{"--data-dir", dir, "--db-port", strconv.Itoa(dbPort), "--listen", fmt.Sprintf("127.0.0.1:%d", apiPort)}
 	dbURL := fmt.Sprintf("postgresql://postgres:postgres@127.0.0.1:%d/postgres", dbPort)
@@ -268,7 +258,7 @@ func TestDevRefusesDataDirOfAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to give a folder to another user")
 	}
-	dir := dataDir(t)
+	dir := pgtest.DataDir(t)
 	require.NoError(t, os.Mkdir(dir, 0o700))
 	require.NoError(t, os.Chown(dir, 65534, 65534)) // nobody
 	r := runCmd(t.Context(), nil, "dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--db-port", strconv.Itoa(freePort(t)))
@@ -302,7 +292,7 @@ func TestDevBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := dataDir(t)
+			dir := pgtest.DataDir(t)
 			r := runCmd(t.Context(), nil, append([]string{"dev"}, tc.args(dir)...)...)
 			requireOneLineError(t, r, tc.want)
 			_, statErr := os.Stat(filepath.Join(dir, "pgdata"))

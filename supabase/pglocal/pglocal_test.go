@@ -14,26 +14,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/symbolsync/backfill/supabase/pglocal"
+	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// dataDir returns a fresh folder that the postgres user can reach when the test runs as root.
-func dataDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "pglocal-test-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o755))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return filepath.Join(dir, "data")
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := pgtest.FreePort()
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func stop(t *testing.T, c *pglocal.Cluster) {
@@ -45,7 +35,7 @@ func stop(t *testing.T, c *pglocal.Cluster) {
 func TestStartInitialisesThenReusesCluster(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	cfg := pglocal.Config{DataDir: dataDir(t), Port: freePort(t), Ephemeral: true}
+	cfg := pglocal.Config{DataDir: pgtest.DataDir(t), Port: freePort(t), Ephemeral: true}
 
 	c, err := pglocal.Start(ctx, cfg)
 	require.NoError(t, err)
@@ -120,7 +110,7 @@ func TestStartBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := dataDir(t)
+			dir := pgtest.DataDir(t)
 			c, err := pglocal.Start(t.Context(), tc.cfg(dir))
 			if c != nil {
 				t.Cleanup(func() { _ = c.Stop(context.Background()) })
@@ -140,7 +130,7 @@ func TestStartBadInput(t *testing.T) {
 
 func TestStartFailedInitdbLeavesNoCluster(t *testing.T) {
 	t.Parallel()
-	dir := dataDir(t)
+	dir := pgtest.DataDir(t)
 	bin := filepath.Join(filepath.Dir(dir), "bin")
 	require.NoError(t, os.MkdirAll(bin, 0o755))
 	// An initdb that writes half a cluster and fails, as a full disk would make it.
@@ -164,7 +154,7 @@ func TestStartRefusesDataDirOwnedBySomeoneElse(t *testing.T) {
 	nobody, err := user.Lookup("nobody")
 	require.NoError(t, err)
 	uid, _ := strconv.Atoi(nobody.Uid)
-	dir := dataDir(t)
+	dir := pgtest.DataDir(t)
 	require.NoError(t, os.Mkdir(dir, 0o700))
 	require.NoError(t, os.Chown(dir, uid, uid))
 

@@ -137,6 +137,22 @@ func createTemplate(ctx context.Context, cluster *pglocal.Cluster) error {
 	return nil
 }
 
+// DataDir returns a fresh folder for a cluster of the test's own, removed when the test ends. As
+// root the cluster runs as the postgres user, so the folder is made reachable by it (a plain
+// t.TempDir is private to root).
+func DataDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "backfill-test-")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return filepath.Join(dir, "data")
+}
+
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
