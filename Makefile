@@ -1,5 +1,6 @@
 # The two set-up commands: `make dev` runs the system, `make test` passes the tests. Each installs
-# what is missing first (the PostgreSQL server binaries) and is quick when everything is there.
+# what is missing first (the PostgreSQL server binaries; for `make test` also buf) and is quick when
+# everything is there.
 
 GO ?= go
 # Where the PostgreSQL server binaries are; empty means: search PATH, pg_config and
@@ -7,17 +8,33 @@ GO ?= go
 BACKFILL_PG_BIN ?=
 export BACKFILL_PG_BIN
 
-.PHONY: dev test build postgres fmt-check vet help
+# buf, pinned by tools/buf/package-lock.json and installed from the npm registry into
+# tools/buf/node_modules (git-ignored). The npm package carries the native binary for the platform.
+BUF_DIR := tools/buf
+BUF := $(BUF_DIR)/node_modules/.bin/buf
+BUF_VERSION := $(shell sed -n 's|.*"@bufbuild/buf": *"\([^"]*\)".*|\1|p' $(BUF_DIR)/package.json)
+# What `make breaking` compares proto/ with: a buf input read from the local git repository (no
+# network, no Buf Schema Registry). Empty skips the check, e.g. BREAKING_AGAINST= for a deliberate
+# breaking change.
+BREAKING_AGAINST ?= .git\#branch=main
+
+.PHONY: dev test build postgres fmt-check vet help buf lint generate generate-check breaking
+
+# generate-check rewrites gen/ while vet and go test read it: never run targets in parallel.
+.NOTPARALLEL:
 
 help:
 	@echo "make dev    run the system locally (PostgreSQL on 127.0.0.1:54322, API on 127.0.0.1:54321)"
-	@echo "make test   check formatting, vet, and run every test with the race detector"
+	@echo "make test   check proto/ and gen/ (lint, drift, breaking), formatting, vet, and run every test with the race detector"
 	@echo "make build  build bin/backfill"
+	@echo "make generate        lint proto/ and regenerate gen/ with buf (installs buf when missing)"
+	@echo "make generate-check  regenerate and fail when gen/ differs from what git has"
+	@echo "make breaking        buf breaking: proto/ against the main branch of the local repository"
 
 dev: postgres
 	$(GO) run ./cmd/backfill dev
 
-test: postgres fmt-check vet
+test: postgres generate-check breaking fmt-check vet
 	$(GO) test -race -count=1 ./...
 
 build:
@@ -40,3 +57,55 @@ postgres:
 	echo "PostgreSQL server binaries not found: installing Debian's postgresql package"; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends postgresql
+
+# Installs the pinned buf into tools/buf/node_modules when it is missing or another version; quick
+# when it is there. Install scripts are skipped: the package's postinstall only re-checks the version
+# (done here) or, without the platform package, fetches it outside the lock. Installs Debian's npm
+# when there is none.
+buf:
+	@if [ "$$($(BUF) --version 2>/dev/null)" = "$(BUF_VERSION)" ]; then exit 0; fi; \
+	if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: installing Debian's npm package"; \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends npm || exit 1; \
+	fi; \
+	echo "installing buf $(BUF_VERSION) into $(BUF_DIR)/node_modules"; \
+	npm ci --prefix $(BUF_DIR) --ignore-scripts --include=optional --no-audit --no-fund --loglevel=error || exit 1; \
+	got=$$($(BUF) --version) || exit 1; \
+	if [ "$$got" != "$(BUF_VERSION)" ]; then echo "buf: want $(BUF_VERSION), installed $$got"; exit 1; fi
+
+lint: buf
+	$(BUF) lint
+
+# buf.gen.yaml runs protoc-gen-go and protoc-gen-connect-go through `go tool` (pinned in go.mod).
+# `clean: true` empties gen/ first: everything in it comes from proto/.
+generate: lint
+	$(BUF) generate
+
+# Fails when regenerating changes gen/ compared with git's index (in a fresh clone: the commit):
+# modified or deleted files, and new files git does not know.
+generate-check: generate
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		echo "generate-check: not a git work tree, cannot compare gen/; skipped"; exit 0; fi; \
+	changed=$$(git diff --name-status -- gen; git ls-files --others --exclude-standard -- gen | sed 's/^/??\t/'); \
+	if [ -n "$$changed" ]; then \
+		echo "gen/ is out of date: 'make generate' changed these files (M modified, D deleted, ?? new):"; \
+		echo "$$changed" | sed 's/^/  /'; \
+		echo "Commit them (or 'git add gen') together with the proto/ change."; \
+		exit 1; \
+	fi
+
+# buf breaking (WIRE_JSON, see buf.yaml) against $(BREAKING_AGAINST). Skipped when the reference
+# has no buf.yaml or no .proto files yet (first commit of the contract) or there is no such branch.
+breaking: buf
+	@if [ -z "$(BREAKING_AGAINST)" ]; then echo "breaking: BREAKING_AGAINST is empty; skipped"; exit 0; fi; \
+	ref=$$(echo '$(BREAKING_AGAINST)' | sed -n 's|^\.git#branch=\([^,]*\).*|\1|p'); \
+	if [ -n "$$ref" ]; then \
+		if ! git rev-parse -q --verify "refs/heads/$$ref" >/dev/null 2>&1; then \
+			echo "breaking: no branch $$ref in this repository; skipped"; exit 0; fi; \
+		if ! git cat-file -e "$$ref:buf.yaml" 2>/dev/null || \
+			! git ls-tree -r --name-only "$$ref" -- proto | grep -q '\.proto$$'; then \
+			echo "breaking: $$ref has no buf.yaml or no proto/*.proto yet; skipped"; exit 0; fi; \
+	fi; \
+	echo "$(BUF) breaking --against '$(BREAKING_AGAINST)'"; \
+	$(BUF) breaking --against '$(BREAKING_AGAINST)'
