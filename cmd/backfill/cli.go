@@ -33,6 +33,7 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{name: "dev", summary: "run the whole system locally on an embedded PostgreSQL", run: runDev},
+		{name: "serve", summary: "serve the API against a migrated database", run: runServe},
 		{name: "migrate", summary: "apply the schema migrations to a database", run: runMigrate},
 		{name: "version", summary: "print the version", run: runVersion},
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,8 +17,8 @@ import (
 
 // devConfig is what `backfill dev` runs with.
 type devConfig struct {
+	api     apiConfig
 	dataDir string
-	listen  string
 	dbPort  int
 	pgBin   string
 	noSeed  bool
@@ -32,13 +31,13 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	)
 	f := newFlags(e, "dev", "[--data-dir .backfill] [--listen 127.0.0.1:54321] [--db-port 54322]",
 		"Run the whole system locally: start (or reuse) a PostgreSQL cluster with wal_level=logical in\n"+
-			"the data folder, apply the migrations and the seed, and serve /healthz and /readyz until\n"+
+			"the data folder, apply the migrations and the seed, and serve the API (as `backfill serve`) until\n"+
 			"interrupted (Ctrl-C). The database is postgresql://postgres:postgres@127.0.0.1:<db-port>/postgres.")
 	f.String(&cfg.dataDir, "data-dir", "BACKFILL_DATA_DIR", ".backfill", "folder for the local cluster, its socket and its log; reused on the next run")
-	f.String(&cfg.listen, "listen", "BACKFILL_LISTEN", "127.0.0.1:54321", "address of the HTTP API")
 	f.Int(&cfg.dbPort, "db-port", "BACKFILL_DB_PORT", pglocal.DefaultPort, "PostgreSQL port on 127.0.0.1")
 	f.String(&cfg.pgBin, "pg-bin", "BACKFILL_PG_BIN", "", "folder with the PostgreSQL server binaries (default: found on PATH, by pg_config or in /usr/lib/postgresql/*/bin)")
 	f.Bool(&cfg.noSeed, "no-seed", "BACKFILL_NO_SEED", false, "skip supabase/seed.sql")
+	cfg.api.register(f)
 	log.register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -55,9 +54,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 func dev(ctx context.Context, e *env, cfg devConfig, logger *slog.Logger) error {
 	began := time.Now()
 	// Take the API port first: if it is busy, fail before starting anything.
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, err := net.Listen("tcp", cfg.api.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: address already in use or not available: %w", cfg.listen, err)
+		return fmt.Errorf("listen on %s: address already in use or not available: %w", cfg.api.listen, err)
 	}
 	defer ln.Close()
 
@@ -86,40 +85,46 @@ func dev(ctx context.Context, e *env, cfg devConfig, logger *slog.Logger) error 
 	if err := prepareDatabase(ctx, dbURL, migrator, !cfg.noSeed); err != nil {
 		return err
 	}
-
-	pool, err := pgxpool.New(ctx, dbURL)
+	pool, err := openPool(ctx, dbURL, 10*time.Second)
 	if err != nil {
-		return fmt.Errorf("open database pool: %w", err)
+		return err
 	}
 	defer pool.Close()
 
-	mux := http.NewServeMux()
-	server.NewHealth(server.HealthConfig{Checks: []server.Check{
-		{Name: "database", Run: func(ctx context.Context) error { return databaseReady(ctx, pool, migrator) }},
-	}}).Register(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	fmt.Fprintf(e.stdout, "database: %s\napi:      http://%s\nready in %s (Ctrl-C to stop)\n",
-		dbURL, ln.Addr(), time.Since(began).Round(time.Millisecond))
-	logger.Info("ready", slog.String("database_url", dbURL), slog.String("listen", ln.Addr().String()))
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("stopping", slog.Any("cause", context.Cause(ctx)))
-	case <-cluster.Exited():
-		runErr = errors.New("postgres exited unexpectedly; see postgres.log in the data folder")
-	case err := <-served:
-		runErr = fmt.Errorf("serve http: %w", err)
+	// The cluster dying ends the API too.
+	apiCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-cluster.Exited():
+			cancel(errPostgresExited)
+		case <-apiCtx.Done():
+		}
+	}()
+	err = serveAPI(apiCtx, cfg.api, pool, migrator, ln, logger, func() {
+		printDevBanner(e, dbURL, ln.Addr().String(), time.Since(began))
+	})
+	if errors.Is(context.Cause(apiCtx), errPostgresExited) {
+		return errPostgresExited
 	}
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil && runErr == nil {
-		runErr = fmt.Errorf("shut down http server: %w", err)
-	}
-	return runErr
+	return err
+}
+
+var errPostgresExited = errors.New("postgres exited unexpectedly; see postgres.log in the data folder")
+
+// printDevBanner tells a developer how to reach everything, with commands that work as printed.
+func printDevBanner(e *env, dbURL, addr string, took time.Duration) {
+	api := "http://" + addr
+	fmt.Fprintf(e.stdout, `database: %s
+api:      %s
+anon key: %s
+
+try:
+  curl -s %s/functions/v1/sync-user-symbols -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{"symbols":["AAPL"],"source":"watchlist"}'
+  buf curl --http2-prior-knowledge -H 'Authorization: Bearer %s' -d '{"symbols":["AAPL"],"source":"watchlist"}' %s/symbolsync.v1.SymbolSyncService/SyncUserSymbols
+
+ready in %s (Ctrl-C to stop)
+`, dbURL, api, server.LocalAnonKey, api, server.LocalAnonKey, server.LocalAnonKey, api, took.Round(time.Millisecond))
 }
 
 // prepareDatabase migrates and optionally seeds the database on one short-lived connection.

@@ -1,0 +1,239 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/symbolsync/backfill/gen/symbolsync/v1/symbolsyncv1connect"
+	"github.com/symbolsync/backfill/server/tracking"
+)
+
+// Defaults for [Config].
+const (
+	DefaultMaxBodyBytes   = 64 << 10
+	DefaultRequestTimeout = 30 * time.Second
+)
+
+// Config configures [New].
+type Config struct {
+	// Pool is the database. Required.
+	Pool *pgxpool.Pool
+	// Auth resolves callers. Required.
+	Auth Authenticator
+	// Registry receives the server's metrics and is served on /metrics. Required: each process
+	// builds its own (no global registry).
+	Registry *prometheus.Registry
+	// Functions are the Supabase functions served under /functions/v1/. Default:
+	// sync-user-symbols with verify_jwt on.
+	Functions map[string]FunctionConfig
+	// ReadyChecks must pass for /readyz to answer 200. Default: the database answers a ping.
+	ReadyChecks []Check
+	// MaxBodyBytes limits a request body; larger ones get 413. Default DefaultMaxBodyBytes (64 KiB).
+	MaxBodyBytes int64
+	// RequestTimeout bounds a unary request (a client may ask for less). Default
+	// DefaultRequestTimeout (30s).
+	RequestTimeout time.Duration
+	// Logger receives errors that reach no caller. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server is the HTTP surface: the Supabase function path, SymbolSyncService over Connect, gRPC
+// and gRPC-Web, gRPC health and reflection, /healthz, /readyz and /metrics, all on one handler.
+type Server struct {
+	handler http.Handler
+	health  *grpchealth.StaticChecker
+}
+
+// New builds the server's handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Pool == nil || cfg.Auth == nil || cfg.Registry == nil {
+		return nil, errors.New("server: Pool, Auth and Registry are required")
+	}
+	if cfg.Functions == nil {
+		cfg.Functions = map[string]FunctionConfig{SyncFunctionName: {VerifyJWT: true}}
+	}
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadyChecks == nil {
+		pool := cfg.Pool
+		cfg.ReadyChecks = []Check{{Name: "database", Run: pool.Ping}}
+	}
+	m := newMetrics(cfg.Registry)
+	store := tracking.NewStore(cfg.Pool)
+
+	mux := http.NewServeMux()
+	NewHealth(HealthConfig{Checks: cfg.ReadyChecks}).Register(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+
+	gw := &gateway{auth: cfg.Auth, functions: cfg.Functions, store: store, maxBody: cfg.MaxBodyBytes, logger: cfg.Logger, metrics: m}
+	mux.Handle("/functions/v1/{name}", m.instrumentFunction(gw))
+
+	opts := []connect.HandlerOption{
+		connect.WithCodec(jsonCodec{name: "json"}),
+		connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
+		connect.WithReadMaxBytes(int(cfg.MaxBodyBytes)),
+		connect.WithRequestGate(authGate(cfg.Auth, cfg.Logger)),
+		connect.WithInterceptors(m.interceptor()),
+		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
+			cfg.Logger.LogAttrs(ctx, slog.LevelError, "handler panic", slog.String("procedure", spec.Procedure), slog.Any("panic", p))
+			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		}),
+	}
+	path, handler := symbolsyncv1connect.NewSymbolSyncServiceHandler(&symbolSync{store: store, logger: cfg.Logger}, opts...)
+	mux.Handle(path, handler)
+
+	checker := grpchealth.NewStaticChecker(symbolsyncv1connect.SymbolSyncServiceName)
+	mux.Handle(grpchealth.NewHandler(checker))
+	reflector := grpcreflect.NewStaticReflector(symbolsyncv1connect.SymbolSyncServiceName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	return &Server{
+		handler: recoverPanics(cfg.Logger, withTimeout(cfg.RequestTimeout, mux)),
+		health:  checker,
+	}, nil
+}
+
+// Handler returns the server's root handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Draining tells gRPC health clients the server is going away, before a graceful shutdown.
+func (s *Server) Draining() {
+	s.health.SetStatus(symbolsyncv1connect.SymbolSyncServiceName, grpchealth.StatusNotServing)
+	s.health.SetStatus("", grpchealth.StatusNotServing)
+}
+
+// NewHTTPServer returns an http.Server for h that speaks HTTP/1.1 and HTTP/2 without TLS (h2c,
+// prior knowledge), as gRPC clients and `buf curl --http2-prior-knowledge` expect.
+func NewHTTPServer(h http.Handler) *http.Server {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+// authGate admits Connect, gRPC and gRPC-Web calls with a valid credential (anonymous keys
+// included) before their message is read.
+func authGate(auth Authenticator, logger *slog.Logger) connect.RequestGateFunc {
+	return func(ctx context.Context, spec connect.Spec, _ connect.Peer, h http.Header) (context.Context, error) {
+		p, err := auth.Authenticate(ctx, h)
+		if err != nil {
+			status, _ := GatewayError(err)
+			if status == http.StatusInternalServerError {
+				logger.LogAttrs(ctx, slog.LevelError, "authenticate", slog.String("procedure", spec.Procedure), slog.Any("error", err))
+				return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+			}
+			return nil, connect.NewError(connect.CodeUnauthenticated, gatewayMessage(err))
+		}
+		return withPrincipal(ctx, p), nil
+	}
+}
+
+func gatewayMessage(err error) error {
+	switch {
+	case errors.Is(err, ErrMissingCredential):
+		return errors.New("missing authorization header")
+	case errors.Is(err, ErrAnonymousDenied):
+		return errors.New("anonymous access is disabled")
+	}
+	return errors.New("invalid JWT")
+}
+
+// withTimeout bounds every request's context. Streams (none yet) would need their own rule.
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// recoverPanics turns a panic outside the Connect handlers (which recover themselves) into a
+// 500, logged once, instead of a dropped connection.
+func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
+					panic(p)
+				}
+				logger.LogAttrs(r.Context(), slog.LevelError, "handler panic", slog.String("path", r.URL.Path), slog.Any("panic", p))
+				writeValue(w, http.StatusInternalServerError, errorBody{Error: "Internal server error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote, for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// instrumentFunction counts function-path requests under the function's procedure label.
+func (m *metrics) instrumentFunction(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		procedure := "/functions/v1/unknown"
+		if name := r.PathValue("name"); name == SyncFunctionName {
+			procedure = "/functions/v1/" + name
+		}
+		m.requests.WithLabelValues(procedure, "function", strconv.Itoa(cmp.Or(rec.status, http.StatusOK))).Inc()
+		m.duration.WithLabelValues(procedure, "function").Observe(time.Since(start).Seconds())
+	})
+}
+
+// interceptor counts Connect, gRPC and gRPC-Web calls by procedure and Connect code.
+func (m *metrics) interceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			start := time.Now()
+			res, err := next(ctx, req)
+			code := "ok"
+			if err != nil {
+				code = connect.CodeOf(err).String()
+			}
+			proto := req.Peer().Protocol
+			m.requests.WithLabelValues(req.Spec().Procedure, proto, code).Inc()
+			m.duration.WithLabelValues(req.Spec().Procedure, proto).Observe(time.Since(start).Seconds())
+			return res, err
+		}
+	}
+}
