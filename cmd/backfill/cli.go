@@ -35,6 +35,8 @@ func commands() []command {
 		{name: "dev", summary: "run the whole system locally on an embedded PostgreSQL", run: runDev},
 		{name: "serve", summary: "serve the API against a migrated database", run: runServe},
 		{name: "migrate", summary: "apply the schema migrations to a database", run: runMigrate},
+		{name: "sync", summary: "track symbols through sync-user-symbols, as the app does", run: runSync},
+		{name: "token", summary: "print a signed development token (anon, authenticated, service_role)", run: runToken},
 		{name: "version", summary: "print the version", run: runVersion},
 	}
 }
