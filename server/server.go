@@ -87,6 +87,8 @@ func New(cfg Config) (*Server, error) {
 		connect.WithCodec(jsonCodec{name: "json"}),
 		connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
 		connect.WithReadMaxBytes(int(cfg.MaxBodyBytes)),
+		// Replies here are a few hundred bytes: gzip would cost more CPU than it saves bytes.
+		connect.WithCompressMinBytes(4096),
 		connect.WithRequestGate(authGate(cfg.Auth, cfg.Logger)),
 		connect.WithInterceptors(m.interceptor()),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {

@@ -143,3 +143,19 @@ func TestServeBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestBenchSyncSmoke(t *testing.T) {
+	t.Parallel()
+	// A short run against a real server proves the scenario works end to end; the figures
+	// themselves are for people, not assertions.
+	apiURL, _, _ := startServe(t)
+	r := runCmd(t.Context(), nil, "bench", "sync", "--url", apiURL, "--duration", "300ms", "--clients", "2", "--path", "both")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `(?m)^\s+function\s+[1-9]\d*\s+\d+\s+\S+ms\s+\S+ms\s+\S+ms\s+\S+ms\s+0\s*$`, r.stdout)
+	require.Regexp(t, `(?m)^\s+connect\s+[1-9]\d*\s+\d+\s+\S+ms\s+\S+ms\s+\S+ms\s+\S+ms\s+0\s*$`, r.stdout)
+
+	r = runCmd(t.Context(), nil, "bench", "sync", "--path", "smoke-signals")
+	require.Equal(t, 2, r.code)
+	r = runCmd(t.Context(), nil, "bench", "nope")
+	require.Equal(t, 2, r.code)
+}
