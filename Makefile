@@ -34,7 +34,7 @@ help:
 dev: postgres
 	$(GO) run ./cmd/backfill dev
 
-test: postgres generate-check breaking fmt-check vet
+test: postgres generate-check breaking fmt-check vet conformance-deps
 	$(GO) test -race -count=1 ./...
 
 build:
@@ -73,6 +73,23 @@ buf:
 	npm ci --prefix $(BUF_DIR) --ignore-scripts --include=optional --no-audit --no-fund --loglevel=error || exit 1; \
 	got=$$($(BUF) --version) || exit 1; \
 	if [ "$$got" != "$(BUF_VERSION)" ]; then echo "buf: want $(BUF_VERSION), installed $$got"; exit 1; fi
+
+# supabase-js for the conformance tests, pinned by server/testdata/supabase-js/package-lock.json and
+# installed from the npm registry into its node_modules (git-ignored). Quick when npm's record of
+# the install (node_modules/.package-lock.json) is newer than the lock file. Installs Debian's npm
+# (and with it node) when there is none.
+SUPABASE_JS_DIR := server/testdata/supabase-js
+.PHONY: conformance-deps
+conformance-deps:
+	@if [ $(SUPABASE_JS_DIR)/node_modules/.package-lock.json -nt $(SUPABASE_JS_DIR)/package-lock.json ] && \
+		command -v node >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: installing Debian's npm package"; \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends npm || exit 1; \
+	fi; \
+	echo "installing supabase-js into $(SUPABASE_JS_DIR)/node_modules"; \
+	npm ci --prefix $(SUPABASE_JS_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 
 lint: buf
 	$(BUF) lint

@@ -81,7 +81,10 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 
 	gw := &gateway{auth: cfg.Auth, functions: cfg.Functions, store: store, maxBody: cfg.MaxBodyBytes, logger: cfg.Logger, metrics: m}
-	mux.Handle("/functions/v1/{name}", m.instrumentFunction(gw))
+	fn := m.instrumentFunction(gw)
+	mux.Handle("/functions/v1/{name}", fn)
+	// The original function had no router: a sub-path reached the same handler.
+	mux.Handle("/functions/v1/{name}/{rest...}", fn)
 
 	opts := []connect.HandlerOption{
 		connect.WithCodec(jsonCodec{name: "json"}),
@@ -97,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 		}),
 	}
 	path, handler := symbolsyncv1connect.NewSymbolSyncServiceHandler(&symbolSync{store: store, logger: cfg.Logger}, opts...)
-	mux.Handle(path, handler)
+	mux.Handle(path, rpcCORS(handler))
 
 	checker := grpchealth.NewStaticChecker(symbolsyncv1connect.SymbolSyncServiceName)
 	mux.Handle(grpchealth.NewHandler(checker))
@@ -159,6 +162,26 @@ func gatewayMessage(err error) error {
 		return errors.New("anonymous access is disabled")
 	}
 	return errors.New("invalid JWT")
+}
+
+// rpcCORS lets browser Connect and gRPC-Web clients on other origins call the service: it
+// answers preflights (a Connect handler would 405 them) and exposes the gRPC status headers.
+func rpcCORS(next http.Handler) http.Handler {
+	const allowHeaders = "authorization, apikey, x-client-info, content-type, connect-protocol-version, " +
+		"connect-timeout-ms, grpc-timeout, x-grpc-web, x-user-agent"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Expose-Headers", "grpc-status, grpc-message, grpc-status-details-bin")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", allowHeaders)
+			h.Set("Access-Control-Max-Age", "7200")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // withTimeout bounds every request's context. Streams (none yet) would need their own rule.

@@ -446,3 +446,29 @@ func TestConcurrentSyncsOverHTTP(t *testing.T) {
 	// the T-symbols its requests named.
 	require.Equal(t, 7, a.count(t, "symbols"))
 }
+
+func TestRPCPreflightAndFunctionSubpath(t *testing.T) {
+	t.Parallel()
+	a := startAPI(t, apiOptions{})
+	r := do(t, http.MethodOptions, a.url+symbolsyncv1connect.SymbolSyncServiceSyncUserSymbolsProcedure,
+		headers("Origin", "http://localhost:3000", "Access-Control-Request-Method", "POST",
+			"Access-Control-Request-Headers", "authorization, content-type, connect-protocol-version"), "")
+	require.Equal(t, http.StatusNoContent, r.status)
+	require.Equal(t, "*", r.header.Get("Access-Control-Allow-Origin"))
+	for _, h := range []string{"authorization", "content-type", "connect-protocol-version", "x-grpc-web"} {
+		require.Contains(t, r.header.Get("Access-Control-Allow-Headers"), h)
+	}
+	ok := do(t, http.MethodPost, a.url+symbolsyncv1connect.SymbolSyncServiceSyncUserSymbolsProcedure,
+		headers("Origin", "http://localhost:3000", "Authorization", "Bearer "+server.LocalAnonKey, "Content-Type", "application/json"),
+		`{"symbols":["AAPL"],"source":"watchlist"}`)
+	require.Equal(t, http.StatusOK, ok.status, ok.body)
+	require.Equal(t, "*", ok.header.Get("Access-Control-Allow-Origin"))
+
+	// A sub-path reaches the function, as the original (which had no router) did.
+	sub := do(t, http.MethodPost, a.url+"/functions/v1/sync-user-symbols/extra",
+		headers("Authorization", "Bearer "+server.LocalAnonKey), `{"symbols":["AAPL"],"source":"watchlist"}`)
+	require.Equal(t, http.StatusOK, sub.status, sub.body)
+	missing := do(t, http.MethodPost, a.url+"/functions/v1/nope/extra", headers("Authorization", "Bearer "+server.LocalAnonKey), `{}`)
+	require.Equal(t, http.StatusNotFound, missing.status)
+	require.JSONEq(t, `{"code":"NOT_FOUND","message":"Requested function was not found"}`, missing.body)
+}
