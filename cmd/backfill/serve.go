@@ -29,6 +29,8 @@ type apiConfig struct {
 	secretKeys      string
 	denyAnonymous   bool
 	noVerifyJWT     bool
+	checkSessions   bool
+	authKey         string
 	requestTimeout  time.Duration
 }
 
@@ -42,6 +44,8 @@ func (c *apiConfig) register(f *flags) {
 	f.String(&c.secretKeys, "secret-keys", "BACKFILL_SECRET_KEYS", "", "comma-separated sb_secret_… keys accepted as the service")
 	f.Bool(&c.denyAnonymous, "deny-anonymous", "BACKFILL_DENY_ANONYMOUS", false, "refuse anon and publishable keys (by default anonymous interest is tracked with user_id NULL)")
 	f.Bool(&c.noVerifyJWT, "no-verify-jwt", "BACKFILL_NO_VERIFY_JWT", false, "like verify_jwt = false for sync-user-symbols: requests without credentials run as anonymous")
+	f.Bool(&c.checkSessions, "check-sessions", "BACKFILL_CHECK_SESSIONS", false, "ask Supabase Auth (auth.getUser) whether each user token's session is still live, caching answers 30s; needs --supabase-url")
+	f.String(&c.authKey, "auth-key", "BACKFILL_AUTH_KEY", "", "the project's anon or publishable key, sent to Supabase Auth by --check-sessions (default: the first --publishable-keys)")
 	f.Duration(&c.requestTimeout, "request-timeout", "BACKFILL_REQUEST_TIMEOUT", server.DefaultRequestTimeout, "upper bound on one request")
 }
 
@@ -121,7 +125,22 @@ func openPool(ctx context.Context, dbURL string, timeout time.Duration) (*pgxpoo
 // reverse when ctx ends. ready, if not nil, is called once the server accepts requests.
 func serveAPI(ctx context.Context, api apiConfig, pool *pgxpool.Pool, migrator *supabase.Migrator,
 	ln net.Listener, logger *slog.Logger, ready func()) error {
+	var sessions server.SessionChecker
+	if api.checkSessions {
+		key := api.authKey
+		if key == "" {
+			if keys := splitList(api.publishableKeys); len(keys) > 0 {
+				key = keys[0]
+			}
+		}
+		s, err := server.NewSupabaseSessions(server.SessionConfig{SupabaseURL: api.supabaseURL, Key: key})
+		if err != nil {
+			return fmt.Errorf("%w: --check-sessions needs --supabase-url and --auth-key (or --publishable-keys): %v", errUsage, err)
+		}
+		sessions = s
+	}
 	auth, err := server.NewJWTAuth(server.AuthConfig{
+		Sessions:        sessions,
 		SupabaseURL:     api.supabaseURL,
 		JWTSecret:       api.jwtSecret,
 		JWKSURL:         api.jwksURL,
