@@ -60,15 +60,9 @@ postgres:
 
 # Installs the pinned buf into tools/buf/node_modules when it is missing or another version; quick
 # when it is there. Install scripts are skipped: the package's postinstall only re-checks the version
-# (done here) or, without the platform package, fetches it outside the lock. Installs Debian's npm
-# when there is none.
-buf:
+# (done here) or, without the platform package, fetches it outside the lock.
+buf: npm
 	@if [ "$$($(BUF) --version 2>/dev/null)" = "$(BUF_VERSION)" ]; then exit 0; fi; \
-	if ! command -v npm >/dev/null 2>&1; then \
-		echo "npm not found: installing Debian's npm package"; \
-		if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
-		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends npm || exit 1; \
-	fi; \
 	echo "installing buf $(BUF_VERSION) into $(BUF_DIR)/node_modules"; \
 	npm ci --prefix $(BUF_DIR) --ignore-scripts --include=optional --no-audit --no-fund --loglevel=error || exit 1; \
 	got=$$($(BUF) --version) || exit 1; \
@@ -76,18 +70,19 @@ buf:
 
 # supabase-js for the conformance tests, pinned by server/testdata/supabase-js/package-lock.json and
 # installed from the npm registry into its node_modules (git-ignored). Quick when npm's record of
-# the install (node_modules/.package-lock.json) is newer than the lock file. Installs Debian's npm
-# (and with it node) when there is none.
+# the install (node_modules/.package-lock.json) is newer than the lock file.
 SUPABASE_JS_DIR := server/testdata/supabase-js
-.PHONY: conformance-deps
-conformance-deps:
+.PHONY: conformance-deps npm
+# Installs Debian's npm (and with it node) when there is none.
+npm:
+	@command -v npm >/dev/null 2>&1 && exit 0; \
+	echo "npm not found: installing Debian's npm package"; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends npm
+
+conformance-deps: npm
 	@if [ $(SUPABASE_JS_DIR)/node_modules/.package-lock.json -nt $(SUPABASE_JS_DIR)/package-lock.json ] && \
 		command -v node >/dev/null 2>&1; then exit 0; fi; \
-	if ! command -v npm >/dev/null 2>&1; then \
-		echo "npm not found: installing Debian's npm package"; \
-		if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
-		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends npm || exit 1; \
-	fi; \
 	echo "installing supabase-js into $(SUPABASE_JS_DIR)/node_modules"; \
 	npm ci --prefix $(SUPABASE_JS_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 
