@@ -19,6 +19,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/symbolsync/backfill/gen/symbolsync/v1/symbolsyncv1connect"
 	"github.com/symbolsync/backfill/server"
 	"github.com/symbolsync/backfill/supabase"
@@ -28,7 +30,7 @@ import (
 func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(e.stdout, "Usage: backfill bench <scenario> [flags]\n\nScenarios:\n  sync   load sync-user-symbols on the function path and over Connect")
+			fmt.Fprintln(e.stdout, "Usage: backfill bench <scenario> [flags]\n\nScenarios:\n  sync   load sync-user-symbols on the function path and over Connect\n  cdc    latency from a tracking row's commit to its job definitions (replicator vs the original trigger)")
 			return nil
 		}
 		return fmt.Errorf("%w: name a scenario: backfill bench sync", errUsage)
@@ -36,8 +38,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	switch args[0] {
 	case "sync":
 		return benchSync(ctx, e, args[1:])
+	case "cdc":
+		return benchCDC(ctx, e, args[1:])
 	}
-	return fmt.Errorf("%w: unknown scenario %q (try: sync)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown scenario %q (try: sync or cdc)", errUsage, args[0])
 }
 
 type syncBench struct {
@@ -284,7 +288,7 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 	readyCh := make(chan struct{})
 	go func() {
 		done <- serveAPI(srvCtx, apiConfig{requestTimeout: server.DefaultRequestTimeout}, pool, migrator, ln,
-			slog.New(slog.DiscardHandler), func() { close(readyCh) })
+			slog.New(slog.DiscardHandler), prometheus.NewRegistry(), func() { close(readyCh) })
 	}()
 	cleanup = append(cleanup, func() { cancel(); <-done })
 	select {

@@ -18,6 +18,7 @@ import (
 // devConfig is what `backfill dev` runs with.
 type devConfig struct {
 	api     apiConfig
+	repl    replConfig
 	dataDir string
 	dbPort  int
 	pgBin   string
@@ -38,6 +39,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	f.String(&cfg.pgBin, "pg-bin", "BACKFILL_PG_BIN", "", "folder with the PostgreSQL server binaries (default: found on PATH, by pg_config or in /usr/lib/postgresql/*/bin)")
 	f.Bool(&cfg.noSeed, "no-seed", "BACKFILL_NO_SEED", false, "skip supabase/seed.sql")
 	cfg.api.register(f)
+	cfg.repl.register(f)
 	log.register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -101,7 +103,7 @@ func dev(ctx context.Context, e *env, cfg devConfig, logger *slog.Logger) error 
 		case <-apiCtx.Done():
 		}
 	}()
-	err = serveAPI(apiCtx, cfg.api, pool, migrator, ln, logger, func() {
+	err = runServices(apiCtx, cfg.api, cfg.repl, dbURL, pool, migrator, ln, logger, func() {
 		printDevBanner(e, dbURL, ln.Addr().String(), time.Since(began))
 	})
 	if errors.Is(context.Cause(apiCtx), errPostgresExited) {

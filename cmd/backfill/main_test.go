@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/server"
 	"github.com/symbolsync/backfill/supabase"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
@@ -244,12 +245,26 @@ func TestDevColdThenWarm(t *testing.T) {
 		var walLevel string
 		var symbols, seeded int
 		require.NoError(t, conn.QueryRow(t.Context(), "SHOW wal_level").Scan(&walLevel))
-		require.NoError(t, conn.QueryRow(t.Context(), "SELECT (SELECT count(*) FROM symbols), (SELECT count(*) FROM job_definitions WHERE origin = 'seed')").Scan(&symbols, &seeded))
+		require.NoError(t, conn.QueryRow(t.Context(), "SELECT (SELECT count(*) FROM symbols WHERE ticker <> 'ZZZZ'), (SELECT count(*) FROM job_definitions WHERE origin = 'seed')").Scan(&symbols, &seeded))
 		require.NoError(t, conn.Close(t.Context()))
 		require.Equal(t, "logical", walLevel)
 		require.Equal(t, 20, symbols, phase)
 		require.Equal(t, 60, seeded, phase)
 
+		if phase == "cold" {
+			// The whole path in dev: the function path records interest, the replicator derives
+			// the job definitions.
+			req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/functions/v1/sync-user-symbols", apiPort),
+				strings.NewReader(`{"symbols":["ZZZZ"],"source":"chart_view","timeframes":["m15","d1"]}`))
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+server.LocalAnonKey)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			waitFor(t, dbURL, `SELECT count(*) = 2 FROM job_definitions WHERE symbol = 'ZZZZ' AND enabled AND priority = 200
+				AND ((timeframe = 'm15' AND job_type = 'fetch_intraday') OR (timeframe = 'd1' AND job_type = 'fetch_historical'))`)
+		}
 		require.Equal(t, 0, stop(), phase)
 		t.Logf("%s start: %s", phase, out.re.FindString(out.String()))
 	}

@@ -14,9 +14,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/server"
 	"github.com/symbolsync/backfill/supabase"
 )
+
+// replConfig is what the replicator runs with, in both `serve` and `dev`.
+type replConfig struct {
+	disabled    bool
+	slot        string
+	publication string
+}
+
+func (c *replConfig) register(f *flags) {
+	f.Bool(&c.disabled, "no-replicator", "BACKFILL_NO_REPLICATOR", false, "do not run the replicator in this process (another replica runs it)")
+	f.String(&c.slot, "replication-slot", "BACKFILL_REPLICATION_SLOT", replicator.DefaultSlotName, "logical replication slot of the replicator (one per database; slot names are cluster-wide)")
+	f.String(&c.publication, "publication", "BACKFILL_PUBLICATION", replicator.DefaultPublication, "publication carrying user_symbol_tracking (created by the migrations)")
+}
 
 // apiConfig is what the HTTP API runs with, in both `serve` and `dev`.
 type apiConfig struct {
@@ -62,6 +76,7 @@ func splitList(s string) []string {
 func runServe(ctx context.Context, e *env, args []string) error {
 	var (
 		api            apiConfig
+		repl           replConfig
 		dbURL          string
 		connectTimeout time.Duration
 		log            logging
@@ -73,6 +88,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.String(&dbURL, "database-url", "BACKFILL_DATABASE_URL", "", "PostgreSQL URL")
 	f.Duration(&connectTimeout, "connect-timeout", "BACKFILL_CONNECT_TIMEOUT", 10*time.Second, "give up connecting to the database after this long")
 	api.register(f)
+	repl.register(f)
 	log.register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -99,7 +115,39 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "api: http://%s\n", ln.Addr())
-	return serveAPI(ctx, api, pool, migrator, ln, logger, nil)
+	return runServices(ctx, api, repl, dbURL, pool, migrator, ln, logger, nil)
+}
+
+// runServices is the shared composition root of `serve` and `dev` once the database is there:
+// metrics registry, replicator, then the API; torn down in reverse when ctx ends.
+func runServices(ctx context.Context, api apiConfig, repl replConfig, dbURL string, pool *pgxpool.Pool,
+	migrator *supabase.Migrator, ln net.Listener, logger *slog.Logger, ready func()) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if !repl.disabled {
+		r, err := replicator.New(replicator.Config{
+			DatabaseURL: dbURL,
+			SlotName:    repl.slot,
+			Publication: repl.publication,
+			Registerer:  reg,
+			Logger:      logger.With("component", "replicator"),
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		// Start's context is the replicator's lifetime: it ends with ours.
+		if err := r.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := r.Stop(stopCtx); err != nil {
+				logger.Error("stop replicator", slog.Any("error", err))
+			}
+		}()
+	}
+	return serveAPI(ctx, api, pool, migrator, ln, logger, reg, ready)
 }
 
 // openPool opens the database pool and checks that the database answers.
@@ -124,7 +172,7 @@ func openPool(ctx context.Context, dbURL string, timeout time.Duration) (*pgxpoo
 // serveAPI is the API's part of the composition root: auth, server, HTTP listener, shut down in
 // reverse when ctx ends. ready, if not nil, is called once the server accepts requests.
 func serveAPI(ctx context.Context, api apiConfig, pool *pgxpool.Pool, migrator *supabase.Migrator,
-	ln net.Listener, logger *slog.Logger, ready func()) error {
+	ln net.Listener, logger *slog.Logger, reg *prometheus.Registry, ready func()) error {
 	var sessions server.SessionChecker
 	if api.checkSessions {
 		key := api.authKey
@@ -159,8 +207,6 @@ func serveAPI(ctx context.Context, api apiConfig, pool *pgxpool.Pool, migrator *
 	}
 	defer func() { _ = auth.Stop(context.WithoutCancel(ctx)) }()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
 		Pool:     pool,
 		Auth:     auth,

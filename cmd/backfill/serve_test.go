@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,10 @@ func startServe(t *testing.T) (apiURL, dbURL string, stop func() int) {
 	done := make(chan int, 1)
 	var stderr lockedBuffer
 	go func() {
-		done <- run(ctx, []string{"serve", "--database-url", dbURL, "--listen", "127.0.0.1:0"}, func(string) string { return "" }, out, &stderr)
+		// Slot names are cluster-wide and the test databases share a cluster: one slot per test.
+		slot := fmt.Sprintf("serve_test_%d", slotSeq.Add(1))
+		done <- run(ctx, []string{"serve", "--database-url", dbURL, "--listen", "127.0.0.1:0", "--replication-slot", slot},
+			func(string) string { return "" }, out, &stderr)
 	}()
 	select {
 	case m := <-out.match:
@@ -46,6 +50,31 @@ func startServe(t *testing.T) (apiURL, dbURL string, stop func() int) {
 	}
 	t.Cleanup(func() { stop() })
 	return apiURL, dbURL, stop
+}
+
+var slotSeq atomic.Int64
+
+// waitFor polls the database until query returns true, for at most 30 s: how a test waits for
+// the replicator, which works asynchronously.
+func waitFor(t *testing.T, dbURL, query string, args ...any) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var ok bool
+		require.NoError(t, conn.QueryRow(t.Context(), query, args...).Scan(&ok))
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still false after 30s: %s", query)
+		}
+		<-tick.C
+	}
 }
 
 type lockedBuffer struct {
@@ -81,6 +110,10 @@ func TestServeTokenAndSync(t *testing.T) {
 	r := runCmd(ctx, nil, "sync", "AAPL", "msft", "--url", apiURL, "--access-token", token, "--timeframes", "h1,d1")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.JSONEq(t, `{"success":true,"symbols_tracked":2,"symbols_requested":2,"timeframes":2,"jobs_updated":4,"priority":300,"source":"watchlist"}`, r.stdout)
+
+	// The replicator running inside serve turns the tracking rows into job definitions.
+	waitFor(t, dbURL, `SELECT count(*) = 4 FROM job_definitions
+		WHERE origin = 'tracking' AND enabled AND priority = 300 AND symbol IN ('AAPL', 'MSFT') AND timeframe IN ('h1', 'd1')`)
 
 	// Anonymous (the default key), then untrack it again.
 	r = runCmd(ctx, map[string]string{"BACKFILL_URL": apiURL}, "sync", "--source", "chart_view", "NVDA")
