@@ -1,0 +1,6 @@
+-- The server settings that shape the figures of `backfill bench cdc`, for its header.
+SELECT pg_catalog.current_setting('server_version'),
+       pg_catalog.current_setting('fsync'),
+       pg_catalog.current_setting('synchronous_commit'),
+       pg_catalog.current_setting('track_commit_timestamp'),
+       pg_catalog.current_setting('wal_level');
