@@ -112,7 +112,12 @@ func TestStoppedAfterApplyingBeforeConfirming(t *testing.T) {
 		"received the replay and the new insert")
 	require.Equal(t, 1.0, metric(t, second, "backfill_replicator_changes_applied_total", "operation", "insert"),
 		"applied only the new one")
-	require.Len(t, filter(l.all(), func(n note) bool { return n.Kind == "stream" }), 2, "one stream apply each")
+	// NOTIFY reaches the listening session after the apply commits: wait for it to arrive.
+	isStream := func(n note) bool { return n.Kind == "stream" }
+	eventually(t, "both stream notifications", func() (bool, error) {
+		return len(filter(l.all(), isStream)) >= 2, nil
+	})
+	require.Len(t, filter(l.all(), isStream), 2, "one stream apply each")
 	requireIncreasingLSNs(t, l.all())
 	eventually(t, "the slot to confirm past the replay", func() (bool, error) {
 		return e.slotConfirmed(t) >= recorded, nil
