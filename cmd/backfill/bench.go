@@ -143,25 +143,11 @@ func (b *syncBench) load(ctx context.Context, target, path string) (*loadResult,
 	ctx, cancel := context.WithTimeout(ctx, b.duration)
 	defer cancel()
 
-	// Open loop: a ticker hands out permits at the rate. Closed loop: no permits.
+	// Open loop: permits at the rate (see pace). Closed loop: no permits.
 	var permits chan struct{}
 	if b.rate > 0 {
 		permits = make(chan struct{}, b.clients)
-		go func() {
-			t := time.NewTicker(time.Second / time.Duration(b.rate))
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					select {
-					case permits <- struct{}{}:
-					default: // all clients busy: the server is behind the rate
-					}
-				}
-			}
-		}()
+		go pace(ctx, b.rate, permits)
 	}
 	var (
 		mu  sync.Mutex
