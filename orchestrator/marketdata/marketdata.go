@@ -1,0 +1,128 @@
+package marketdata
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Timeframe is a canonical bar size token, as stored in job_definitions and ohlc_bars_v2.
+type Timeframe string
+
+// The timeframes every provider serves.
+const (
+	M15 Timeframe = "m15"
+	H1  Timeframe = "h1"
+	H4  Timeframe = "h4"
+	D1  Timeframe = "d1"
+	W1  Timeframe = "w1"
+)
+
+// Timeframes lists the supported timeframes, shortest first.
+var Timeframes = []Timeframe{M15, H1, H4, D1, W1}
+
+// Duration is the nominal length of one bar (d1 24h, w1 7 days). Daily and weekly bars of
+// stocks start at midnight New York time, so their UTC length varies across DST changes.
+func (tf Timeframe) Duration() time.Duration {
+	switch tf {
+	case M15:
+		return 15 * time.Minute
+	case H1:
+		return time.Hour
+	case H4:
+		return 4 * time.Hour
+	case D1:
+		return 24 * time.Hour
+	case W1:
+		return 7 * 24 * time.Hour
+	}
+	return 0
+}
+
+// Valid reports whether tf is one of Timeframes.
+func (tf Timeframe) Valid() bool { return tf.Duration() > 0 }
+
+// Bar is one OHLCV bar. Volume is a float: Massive writes volumes in exponent form
+// (6.42646396e+08) and crypto volumes are fractional.
+type Bar struct {
+	TS                             time.Time // start of the bar, UTC
+	Open, High, Low, Close, Volume float64
+}
+
+// Request asks for the bars of one symbol and timeframe whose start lies in the half-open
+// range [From, To). Providers whose API treats the end as inclusive (Alpaca, Massive) trim
+// bars starting at or after To, so adjacent slices never share a bar.
+type Request struct {
+	Symbol    string
+	Timeframe Timeframe
+	From, To  time.Time
+}
+
+// Provider fetches bars from one market-data source.
+//
+// Bars follows pagination to the end and returns the bars sorted by TS ascending,
+// de-duplicated by TS, with TS in UTC, all inside [From, To). An empty range (To not after
+// From) yields no bars and no error; zero bars for nights, weekends and holidays are a normal
+// answer. Failures are *Error values (classify them with IsRetryable, IsPermanent,
+// IsRateLimited and RetryAfter), except that when ctx ends the cause is returned wrapped
+// (errors.Is(err, context.Canceled) or context.DeadlineExceeded), so shutdowns are not
+// mistaken for provider faults.
+//
+// Implementations are safe for concurrent use.
+type Provider interface {
+	// Name is the value stored in ohlc_bars_v2.provider: "synthetic", "alpaca" or "massive".
+	Name() string
+	Bars(ctx context.Context, req Request) ([]Bar, error)
+}
+
+var (
+	_ Provider = (*Synthetic)(nil)
+	_ Provider = (*Alpaca)(nil)
+	_ Provider = (*Massive)(nil)
+)
+
+// check validates a request; its errors are permanent (retrying cannot fix them).
+func (r Request) check(provider string) error {
+	if r.Symbol == "" {
+		return &Error{Provider: provider, Kind: Permanent, Code: CodeInvalidRequest, Message: "empty symbol"}
+	}
+	if !r.Timeframe.Valid() {
+		return &Error{Provider: provider, Kind: Permanent, Code: CodeUnsupportedTimeframe,
+			Message: fmt.Sprintf("unsupported timeframe %q (want m15, h1, h4, d1 or w1)", string(r.Timeframe))}
+	}
+	return nil
+}
+
+// normalize converts to UTC, keeps bars in [from, to), sorts by TS and drops duplicate
+// timestamps (the last one seen wins, as a later page is the fresher answer).
+func normalize(bars []Bar, from, to time.Time) []Bar {
+	out := bars[:0]
+	for _, b := range bars {
+		b.TS = b.TS.UTC()
+		if b.TS.Before(from) || !b.TS.Before(to) {
+			continue
+		}
+		out = append(out, b)
+	}
+	slices.SortStableFunc(out, func(a, b Bar) int { return a.TS.Compare(b.TS) })
+	dedup := out[:0]
+	for i, b := range out {
+		if i+1 < len(out) && out[i+1].TS.Equal(b.TS) {
+			continue
+		}
+		dedup = append(dedup, b)
+	}
+	return dedup
+}
+
+// stocksOnly refuses crypto pairs (BTC/USD) on the stock endpoints the real providers call:
+// the slash would change the request path or be rejected upstream.
+func stocksOnly(provider, symbol string) error {
+	if strings.Contains(symbol, "/") {
+		return &Error{Provider: provider, Kind: Permanent, Code: CodeInvalidRequest,
+			Message: fmt.Sprintf("symbol %q looks like a crypto pair; only stock symbols are supported by this provider", safeText(symbol))}
+	}
+	return nil
+}

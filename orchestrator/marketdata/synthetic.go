@@ -1,0 +1,232 @@
+package marketdata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// SyntheticConfig configures the offline provider. The zero value is a fast, error-free
+// provider on the wall clock.
+type SyntheticConfig struct {
+	// Latency is slept (interruptibly) before every answer, to simulate a network. Default 0.
+	Latency time.Duration
+	// ErrorRate is the fraction of calls, in [0, 1], that fail with a retryable error. Default 0.
+	ErrorRate float64
+	// Seed makes the sequence of injected errors reproducible (the n-th call fails or not for
+	// a given seed). Default 0. Bar values do not depend on it.
+	Seed uint64
+	// Now is the clock: no bar starting after Now is returned. Default time.Now.
+	Now func() time.Time
+	// Logger. Default: discard.
+	Logger *slog.Logger
+	// Registerer gets the provider metrics. Default nil: not registered.
+	Registerer prometheus.Registerer
+}
+
+func (c SyntheticConfig) withDefaults() SyntheticConfig {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = discard()
+	}
+	return c
+}
+
+func (c SyntheticConfig) validate() error {
+	if c.Latency < 0 {
+		return errors.New("synthetic: Latency must not be negative")
+	}
+	if c.ErrorRate < 0 || c.ErrorRate > 1 || math.IsNaN(c.ErrorRate) {
+		return fmt.Errorf("synthetic: ErrorRate %v is outside [0, 1]", c.ErrorRate)
+	}
+	return nil
+}
+
+// Synthetic generates plausible bars offline. Every bar is a pure function of (symbol,
+// timeframe, ts), so repeated and overlapping requests agree.
+//
+// Sessions: stock symbols trade 09:30–16:00 America/New_York on weekdays (holidays are not
+// modelled): m15, h1 and h4 bars start at 09:30 and every 15 min, 1 h or 4 h after while the
+// start is before 16:00 (h4: 09:30 and 13:30); d1 bars are stamped at midnight New York time
+// (04:00Z or 05:00Z, as Alpaca does) on weekdays; w1 bars at midnight New York time on Mondays.
+// Symbols containing '/' (crypto pairs such as BTC/USD) trade 24/7 on the UTC grid: every bar
+// aligned to its length from the Unix epoch, d1 at 00:00Z, w1 on Mondays at 00:00Z.
+type Synthetic struct {
+	cfg     SyntheticConfig
+	ny      *time.Location
+	metrics *metrics
+
+	mu  sync.Mutex
+	rng *rand.Rand // decides injected errors, in call order
+}
+
+// NewSynthetic returns a synthetic provider.
+func NewSynthetic(cfg SyntheticConfig) (*Synthetic, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		return nil, fmt.Errorf("synthetic: load America/New_York: %w", err)
+	}
+	m, err := newMetrics("synthetic", cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Synthetic{cfg: cfg, ny: ny, metrics: m, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed))}, nil
+}
+
+// Name returns "synthetic".
+func (s *Synthetic) Name() string { return "synthetic" }
+
+// Bars implements Provider.
+func (s *Synthetic) Bars(ctx context.Context, req Request) ([]Bar, error) {
+	start := time.Now()
+	bars, err := s.bars(ctx, req)
+	s.metrics.observe(time.Since(start))
+	if err != nil {
+		s.metrics.fail(err)
+		return nil, err
+	}
+	return bars, nil
+}
+
+func (s *Synthetic) bars(ctx context.Context, req Request) ([]Bar, error) {
+	if err := req.check("synthetic"); err != nil {
+		return nil, err
+	}
+	if s.cfg.Latency > 0 {
+		t := time.NewTimer(s.cfg.Latency)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("synthetic: simulated latency: %w", ctx.Err())
+		}
+	} else if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("synthetic: %w", err)
+	}
+	if s.cfg.ErrorRate > 0 {
+		s.mu.Lock()
+		fail := s.rng.Float64() < s.cfg.ErrorRate
+		s.mu.Unlock()
+		if fail {
+			return nil, &Error{Provider: "synthetic", Kind: Retryable, Code: CodeInjected, Message: "injected error (simulated provider fault)"}
+		}
+	}
+	// Never a bar that starts after now: the range becomes [From, min(To, now+1ns)).
+	to := req.To
+	if now := s.cfg.Now(); now.Before(to) {
+		to = now.Add(time.Nanosecond)
+	}
+	if !to.After(req.From) {
+		return nil, nil
+	}
+	var out []Bar
+	for _, ts := range s.starts(req.Symbol, req.Timeframe, req.From.UTC(), to.UTC()) {
+		out = append(out, s.bar(req.Symbol, req.Timeframe, ts))
+	}
+	return out, nil
+}
+
+// starts lists the bar starts in [from, to), ascending, UTC.
+func (s *Synthetic) starts(symbol string, tf Timeframe, from, to time.Time) []time.Time {
+	var out []time.Time
+	if strings.Contains(symbol, "/") {
+		step := tf.Duration()
+		var t time.Time
+		if tf == W1 {
+			// The Unix epoch was a Thursday; Monday 1970-01-05 anchors the weekly grid.
+			anchor := time.Date(1970, 1, 5, 0, 0, 0, 0, time.UTC)
+			n := from.Sub(anchor) / step
+			t = anchor.Add(n * step)
+		} else {
+			t = from.Truncate(step)
+		}
+		for ; t.Before(to); t = t.Add(step) {
+			if !t.Before(from) {
+				out = append(out, t)
+			}
+		}
+		return out
+	}
+	// Stocks: walk the New York calendar days that can hold a bar in range.
+	first := from.In(s.ny)
+	day := time.Date(first.Year(), first.Month(), first.Day(), 0, 0, 0, 0, s.ny)
+	for ; day.Before(to); day = time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, s.ny) {
+		wd := day.Weekday()
+		if wd == time.Saturday || wd == time.Sunday {
+			continue
+		}
+		var cands []time.Time
+		switch tf {
+		case D1:
+			cands = []time.Time{day}
+		case W1:
+			if wd == time.Monday {
+				cands = []time.Time{day}
+			}
+		default:
+			open := time.Date(day.Year(), day.Month(), day.Day(), 9, 30, 0, 0, s.ny)
+			closing := time.Date(day.Year(), day.Month(), day.Day(), 16, 0, 0, 0, s.ny)
+			for t := open; t.Before(closing); t = t.Add(tf.Duration()) {
+				cands = append(cands, t)
+			}
+		}
+		for _, t := range cands {
+			if !t.Before(from) && t.Before(to) {
+				out = append(out, t.UTC())
+			}
+		}
+	}
+	return out
+}
+
+// bar is the deterministic bar of (symbol, tf, ts). The price path is a smooth function of time
+// seeded by the symbol, so a bar's close is the next instant's open and timeframes roughly
+// agree; the wicks and volume come from a hash of (symbol, tf, ts).
+func (s *Synthetic) bar(symbol string, tf Timeframe, ts time.Time) Bar {
+	base := 20 + float64(hash64(symbol)%48000)/100 // 20 … 500
+	phase := float64(hash64(symbol+"#phase")%6283) / 1000
+	price := func(t time.Time) float64 {
+		x := float64(t.Unix()) / 86400 // days
+		return base * (1 + 0.15*math.Sin(x/37+phase) + 0.05*math.Sin(x/5.3+2*phase) + 0.01*math.Sin(x*3.1+phase))
+	}
+	o := round2(price(ts))
+	c := round2(price(ts.Add(tf.Duration())))
+	h := hash64(fmt.Sprintf("%s|%s|%d", symbol, tf, ts.Unix()))
+	u1 := float64(h&0xffff) / 0xffff
+	u2 := float64((h>>16)&0xffff) / 0xffff
+	u3 := float64((h>>32)&0xffff) / 0xffff
+	spread := 0.002 + 0.004*math.Sqrt(tf.Duration().Hours())
+	hi := math.Max(round2(math.Max(o, c)*(1+spread*u1)), math.Max(o, c))
+	lo := math.Min(round2(math.Min(o, c)*(1-spread*u2)), math.Min(o, c))
+	vol := math.Round((1000 + 99000*u3) * math.Max(1, tf.Duration().Minutes()/15))
+	if strings.Contains(symbol, "/") {
+		vol = math.Round(vol*1e4/base) / 1e4 // fractional units, as crypto volumes are
+		if vol <= 0 {
+			vol = 0.0001
+		}
+	}
+	return Bar{TS: ts, Open: o, High: hi, Low: lo, Close: c, Volume: vol}
+}
+
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+func hash64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
