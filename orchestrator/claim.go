@@ -1,0 +1,93 @@
+package orchestrator
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/symbolsync/backfill/orchestrator/marketdata"
+)
+
+// Run is a claimed job run: what a worker needs to fetch and write its slice. Owner and Attempt
+// together are the lease token every later write checks.
+type Run struct {
+	ID        string
+	JobDefID  string
+	Symbol    string
+	SymbolID  string
+	Timeframe marketdata.Timeframe
+	JobType   string
+	Slice     Slice
+	Priority  int
+	Attempt   int // after the claim, so the first claim is 1
+	Owner     string
+}
+
+// Claim leases up to limit queued runs that are due, for lease, to owner (sql/claim.sql):
+// highest live definition priority first, then newest slice first. Runs of disabled
+// definitions are not claimed. Concurrent claimers never get the same run.
+func Claim(ctx context.Context, db DB, owner string, lease time.Duration, limit int) ([]Run, error) {
+	if owner == "" {
+		return nil, errors.New("claim runs: empty owner")
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, claimSQL, limit, owner, lease.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) {
+		var r Run
+		var tf string
+		err := row.Scan(&r.ID, &r.JobDefID, &r.Symbol, &r.SymbolID, &tf, &r.JobType,
+			&r.Slice.From, &r.Slice.To, &r.Priority, &r.Attempt, &r.Owner)
+		r.Timeframe = marketdata.Timeframe(tf)
+		r.Slice.From, r.Slice.To = r.Slice.From.UTC(), r.Slice.To.UTC()
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	// UPDATE … RETURNING keeps no order; restore the claim order.
+	slices.SortFunc(runs, func(a, b Run) int {
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		return b.Slice.To.Compare(a.Slice.To)
+	})
+	return runs, nil
+}
+
+// Heartbeat pushes the run's lease to now() + lease. It returns ErrLeaseLost when the run is
+// no longer running under this owner and attempt.
+func Heartbeat(ctx context.Context, db DB, run Run, lease time.Duration) error {
+	tag, err := db.Exec(ctx, heartbeatSQL, run.ID, run.Owner, run.Attempt, lease.Seconds())
+	if err != nil {
+		return fmt.Errorf("renew lease of run %s: %w", run.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("renew lease of run %s: %w", run.ID, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Reap takes back running runs whose lease expired (sql/reap.sql): they return to the queue,
+// due at once, with their attempt count kept; a run that already used maxAttempts fails with
+// code lease_expired instead. It returns the ids of the runs it took back or failed.
+func Reap(ctx context.Context, db DB, maxAttempts int) ([]string, error) {
+	rows, err := db.Query(ctx, reapSQL, maxAttempts)
+	if err != nil {
+		return nil, fmt.Errorf("reap expired runs: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("reap expired runs: %w", err)
+	}
+	return ids, nil
+}

@@ -1,0 +1,48 @@
+package orchestrator
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DB is what the queries need: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx (then they run inside
+// the caller's transaction; writes that need their own transaction use a savepoint).
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// ErrLeaseLost means the run is no longer running under this owner and attempt: its lease
+// expired and it was reaped or claimed again. The caller must drop its result.
+var ErrLeaseLost = errors.New("lease lost")
+
+var (
+	//go:embed sql/enqueue.sql
+	enqueueSQL string
+	//go:embed sql/claim.sql
+	claimSQL string
+	//go:embed sql/heartbeat.sql
+	heartbeatSQL string
+	//go:embed sql/reap.sql
+	reapSQL string
+	//go:embed sql/lock_run.sql
+	lockRunSQL string
+	//go:embed sql/stage.sql
+	stageSQL string
+	//go:embed sql/write_bars.sql
+	writeBarsSQL string
+	//go:embed sql/write_coverage.sql
+	writeCoverageSQL string
+	//go:embed sql/succeed.sql
+	succeedSQL string
+	//go:embed sql/fail.sql
+	failSQL string
+	//go:embed sql/queue.sql
+	queueSQL string
+)

@@ -1,0 +1,55 @@
+// Package orchestrator plans backfill work and runs it: it cuts every enabled job definition's
+// window into slices on a fixed UTC grid, enqueues one job_runs row per slice not yet covered,
+// lets workers claim runs highest live priority first, writes the fetched bars together with
+// the coverage and the run's success in one transaction, and retries, fails or rescues runs.
+//
+// # Slices
+//
+// Slice boundaries are multiples of a per-timeframe size counted from the Unix epoch
+// (1970-01-01T00:00:00Z), never from now(), so the same definition always yields the same
+// slices and job_runs' unique key (job_def_id, slice_from, slice_to) makes enqueueing
+// idempotent. The default sizes ([DefaultSliceSizes]) keep a slice well inside one provider
+// page (Alpaca 10,000 bars, Massive 50,000) even for 24/7 symbols: m15 7 days (672 bars),
+// h1 30 days (720), h4 90 days (540), d1 and w1 365 days. Because the grid starts on a
+// Thursday, 7-day m15 slices run Thursday to Thursday. The slices of a window [now −
+// window_days, now] are those that intersect it; the oldest may start before the window and
+// the newest ends after now (it is "open").
+//
+// # Coverage
+//
+// A slice whose fetch succeeded is covered even when the provider returned no bars (nights,
+// weekends, holidays). coverage_status.covered keeps the exact union of fetched ranges; a
+// slice fetched while still open is covered only up to the moment it was fetched, so the
+// planner re-queues it on the next tick while the definition is enabled, and once more after
+// it closes, which fills its tail. Closed, covered slices are never queued again. A failed
+// run stays failed until its definition changes (re-enabled, priority raised); the next pass
+// after that queues it again with its attempts reset.
+//
+// # Claims, failures and leases
+//
+// [Claim] takes queued, due runs of enabled definitions with FOR UPDATE SKIP LOCKED, ordered
+// by the definition's priority as it is at that moment (watchlist 300 > chart view 200 >
+// search 100), then newest slice first. [Write] stores a finished slice in one transaction.
+// [Fail] applies the retry rules: retryable errors back off exponentially with jitter up to
+// MaxAttempts; a 429 waits Retry-After without using an attempt; a permanent error fails the
+// run and disables the definition with disabled_reason; a shutdown puts the run back at once.
+//
+// # Runs
+//
+// A claimed run is leased to its owner until lease_expires_at; the worker's heartbeat pushes
+// the lease forward and [Reap] returns runs whose lease lapsed (a killed process) to the queue.
+// Every write of a run's outcome checks that the run is still running under the same owner
+// and attempt, so a worker that lost its lease cannot record a success or a failure.
+//
+// # The worker pool
+//
+// [Orchestrator] runs all of it (meant for `backfill serve` and `backfill dev`): Concurrency workers
+// fed by one dispatcher, which plans on start, on every notification on
+// replicator.NotifyChannel (a LISTEN connection of its own, reconnected with backoff) and every
+// Tick; claims as soon as a worker is free; reaps expired leases every Lease; and sleeps until
+// the earliest delayed retry falls due. Several processes can share one database: the claim
+// never hands a run to two of them.
+//
+// Every query runs through the small [DB] interface (a pool, a connection or a caller's
+// pgx.Tx); the SQL lives in sql/*.sql, embedded.
+package orchestrator

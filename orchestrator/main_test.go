@@ -1,0 +1,106 @@
+package orchestrator
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/supabase/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// def is a job definition made for a test.
+type def struct {
+	ID, SymbolID, Symbol string
+	Timeframe            marketdata.Timeframe
+}
+
+// addDef creates the symbol (if needed) and an enabled definition.
+func addDef(t *testing.T, pool *pgxpool.Pool, ticker string, tf marketdata.Timeframe, priority, windowDays int) def {
+	t.Helper()
+	ctx := t.Context()
+	d := def{Symbol: ticker, Timeframe: tf}
+	require.NoError(t, pool.QueryRow(ctx, `
+INSERT INTO symbols (ticker) VALUES ($1)
+ON CONFLICT (ticker) DO UPDATE SET ticker = EXCLUDED.ticker
+RETURNING id::text`, ticker).Scan(&d.SymbolID))
+	require.NoError(t, pool.QueryRow(ctx, `
+INSERT INTO job_definitions (job_type, symbol, symbol_id, timeframe, window_days, priority)
+VALUES (CASE WHEN $3 IN ('d1', 'w1') THEN 'fetch_historical' ELSE 'fetch_intraday' END, $1, $2, $3, $4, $5)
+RETURNING id::text`, ticker, d.SymbolID, string(tf), windowDays, priority).Scan(&d.ID))
+	return d
+}
+
+// runRow is a job_runs row as the tests look at it.
+type runRow struct {
+	ID               string
+	From, To         time.Time
+	Status           string
+	Attempt          int
+	ErrorCode        *string
+	RowsWritten      int
+	NextAttemptInSec float64
+}
+
+func runsOf(t *testing.T, pool *pgxpool.Pool, defID string) []runRow {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), `
+SELECT id::text, slice_from, slice_to, status, attempt, error_code, rows_written,
+       extract(epoch FROM next_attempt_at - now())::float8
+FROM job_runs WHERE job_def_id = $1 ORDER BY slice_from`, defID)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []runRow
+	for rows.Next() {
+		var r runRow
+		require.NoError(t, rows.Scan(&r.ID, &r.From, &r.To, &r.Status, &r.Attempt, &r.ErrorCode, &r.RowsWritten, &r.NextAttemptInSec))
+		r.From, r.To = r.From.UTC(), r.To.UTC()
+		out = append(out, r)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	_, err := pool.Exec(t.Context(), sql, args...)
+	require.NoError(t, err)
+}
+
+// claimAll claims every due run.
+func claimAll(t *testing.T, pool *pgxpool.Pool, owner string) []Run {
+	t.Helper()
+	runs, err := Claim(t.Context(), pool, owner, time.Minute, 10000)
+	require.NoError(t, err)
+	return runs
+}
+
+// writeAll writes every run with no bars, fetched at until.
+func writeAll(t *testing.T, pool *pgxpool.Pool, runs []Run, until time.Time) {
+	t.Helper()
+	for _, r := range runs {
+		_, err := Write(t.Context(), pool, r, Fetched{Provider: "synthetic", Until: until})
+		require.NoError(t, err)
+	}
+}
+
+// stable drops the fields that move with the clock.
+func stable(rows []runRow) []runRow {
+	out := make([]runRow, len(rows))
+	for i, r := range rows {
+		r.NextAttemptInSec = 0
+		out[i] = r
+	}
+	return out
+}
+
+func contextCanceled() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx.Err()
+}

@@ -1,0 +1,73 @@
+package orchestrator
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/symbolsync/backfill/orchestrator/marketdata"
+)
+
+// metrics are the orchestrator series. Labels are bounded (timeframe, outcome), never a symbol.
+type metrics struct {
+	ticks        prometheus.Counter
+	tickSeconds  prometheus.Histogram
+	claimed      prometheus.Counter
+	completed    *prometheus.CounterVec // timeframe, outcome
+	runSeconds   *prometheus.HistogramVec
+	barsWritten  *prometheus.CounterVec
+	queueDepth   prometheus.Gauge
+	oldestQueued prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "backfill_orchestrator_ticks_total",
+			Help: "Planning passes (enqueue + reap), whether woken by the tick, a notification or a start.",
+		}),
+		tickSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "backfill_orchestrator_tick_duration_seconds",
+			Help:    "Duration of one planning pass.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		claimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "backfill_orchestrator_runs_claimed_total",
+			Help: "Job runs claimed by this process.",
+		}),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backfill_orchestrator_runs_completed_total",
+			Help: "Job runs finished by this process, by timeframe and outcome (success, retried, deferred, failed, disabled, lease_lost).",
+		}, []string{"timeframe", "outcome"}),
+		runSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backfill_orchestrator_run_duration_seconds",
+			Help:    "Duration of one job run from claim to its recorded outcome, by timeframe.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"timeframe"}),
+		barsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backfill_orchestrator_bars_written_total",
+			Help: "Bar rows inserted or changed in ohlc_bars_v2, by timeframe.",
+		}, []string{"timeframe"}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "backfill_orchestrator_queue_depth",
+			Help: "Queued job runs of enabled definitions, sampled whenever this process runs out of due work.",
+		}),
+		oldestQueued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "backfill_orchestrator_oldest_queued_age_seconds",
+			Help: "How long the oldest due queued job run has been due, sampled whenever this process runs out of due work; 0 when none.",
+		}),
+	}
+	for _, tf := range marketdata.Timeframes {
+		m.runSeconds.WithLabelValues(string(tf))
+		m.barsWritten.WithLabelValues(string(tf))
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.ticks, m.tickSeconds, m.claimed, m.completed, m.runSeconds,
+			m.barsWritten, m.queueDepth, m.oldestQueued} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register orchestrator metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

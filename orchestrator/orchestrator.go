@@ -1,0 +1,492 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/replicator"
+)
+
+// Provider is what the orchestrator needs of a market-data source; marketdata's providers
+// satisfy it. Bars follows pagination to the end and returns bars inside [From, To), sorted
+// and unique by TS; its errors are classified *marketdata.Error values.
+type Provider interface {
+	Name() string
+	Bars(ctx context.Context, req marketdata.Request) ([]marketdata.Bar, error)
+}
+
+var (
+	_ Provider = (*marketdata.Synthetic)(nil)
+	_ Provider = (*marketdata.Alpaca)(nil)
+	_ Provider = (*marketdata.Massive)(nil)
+)
+
+// Outcomes of a run beyond those of Fail.
+const (
+	Succeeded Outcome = "success"    // bars, coverage and success written
+	LeaseLost Outcome = "lease_lost" // the run was taken back meanwhile; nothing recorded
+)
+
+// Config configures an Orchestrator.
+type Config struct {
+	// Pool is the database. Required. It needs Concurrency + 2 connections to run at full
+	// speed; the LISTEN connection is opened separately from its configuration.
+	Pool *pgxpool.Pool
+	// Provider fetches the bars. Required.
+	Provider Provider
+	// Concurrency is how many runs execute at once. Default 5.
+	Concurrency int
+	// Tick is the planning refresh and safety net: every Tick the definitions are planned
+	// again, even without a notification. Default 60s.
+	Tick time.Duration
+	// Lease is how long a claimed run stays leased without a heartbeat. Heartbeats come every
+	// Lease/3 and expired leases are reaped every Lease, so a killed worker's run is back in
+	// the queue within about 2×Lease. Default 30s.
+	Lease time.Duration
+	// MaxAttempts is how many claims a run may use before a retryable failure fails it.
+	// Default 5 (it overrides Retry.MaxAttempts).
+	MaxAttempts int
+	// Retry sets the backoff of retryable failures. Default: RetryPolicy defaults.
+	Retry RetryPolicy
+	// SliceSizes is the grid per timeframe. Default DefaultSliceSizes().
+	SliceSizes SliceSizes
+	// FetchTimeout bounds one provider call (all pages of one slice). Default 2m.
+	FetchTimeout time.Duration
+	// Owner names this process in job_runs.lease_owner. Default host:pid:random.
+	Owner string
+	// Registerer gets the metrics. Default nil: not registered.
+	Registerer prometheus.Registerer
+	// Logger. Default: discard.
+	Logger *slog.Logger
+	// Now is the planning clock (window ends, coverage of open slices). Default time.Now.
+	// Leases and retry delays use the database clock.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = 5
+	}
+	if c.Tick == 0 {
+		c.Tick = 60 * time.Second
+	}
+	if c.Lease == 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	c.Retry.MaxAttempts = c.MaxAttempts
+	c.Retry = c.Retry.withDefaults()
+	if c.SliceSizes == nil {
+		c.SliceSizes = DefaultSliceSizes()
+	}
+	if c.FetchTimeout == 0 {
+		c.FetchTimeout = 2 * time.Minute
+	}
+	if c.Owner == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.Owner = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Pool == nil:
+		return errors.New("orchestrator config: Pool is required")
+	case c.Provider == nil:
+		return errors.New("orchestrator config: Provider is required")
+	case c.Concurrency < 1:
+		return fmt.Errorf("orchestrator config: Concurrency %d: want at least 1", c.Concurrency)
+	case c.Tick <= 0, c.Lease < 3*time.Millisecond, c.FetchTimeout <= 0:
+		return errors.New("orchestrator config: Tick, Lease and FetchTimeout must be positive")
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("orchestrator config: MaxAttempts %d: want at least 1", c.MaxAttempts)
+	}
+	if err := c.SliceSizes.validate(); err != nil {
+		return fmt.Errorf("orchestrator config: %w", err)
+	}
+	return nil
+}
+
+// errStopped is the cancellation cause of a controlled stop.
+var errStopped = errors.New("orchestrator stopped")
+
+// Orchestrator plans and runs backfill work with a pool of Concurrency workers. It wakes on
+// the replicator's notification (planning at once), on every finished run (claiming the
+// next), when the earliest retry falls due, and every Tick as a safety net.
+type Orchestrator struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	plan    chan struct{} // buffered 1: plan, then claim
+
+	startMu  sync.Mutex
+	started  bool
+	stopOnce sync.Once
+	cancel   context.CancelCauseFunc
+	done     chan struct{}
+
+	afterRun  func(Run, Outcome) // test hook, called when a run's outcome is recorded
+	afterPlan func()             // test hook, called after each planning pass
+}
+
+// New validates cfg and returns a stopped Orchestrator.
+func New(cfg Config) (*Orchestrator, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Orchestrator{cfg: cfg, log: cfg.Logger, metrics: m, plan: make(chan struct{}, 1), done: make(chan struct{})}, nil
+}
+
+// Start opens the LISTEN connection (failing fast when the database is unreachable) and starts
+// planning and working in the background until ctx ends or Stop is called.
+func (o *Orchestrator) Start(ctx context.Context) error {
+	o.startMu.Lock()
+	defer o.startMu.Unlock()
+	if o.started {
+		return errors.New("start orchestrator: already started")
+	}
+	conn, err := o.listen(ctx)
+	if err != nil {
+		return fmt.Errorf("start orchestrator: %w", err)
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	o.cancel = cancel
+	o.started = true
+	var wg sync.WaitGroup
+	wg.Go(func() { o.listenLoop(runCtx, conn) })
+	wg.Go(func() { o.loop(runCtx) })
+	go func() {
+		wg.Wait()
+		close(o.done)
+	}()
+	o.signalPlan()
+	return nil
+}
+
+// Stop cancels the work and waits, at most until ctx ends, for running runs to record their
+// outcome (interrupted fetches go back to the queue without using an attempt). It is
+// idempotent and safe before Start.
+func (o *Orchestrator) Stop(ctx context.Context) error {
+	o.startMu.Lock()
+	started := o.started
+	o.startMu.Unlock()
+	if !started {
+		return nil
+	}
+	o.stopOnce.Do(func() { o.cancel(errStopped) })
+	select {
+	case <-o.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop orchestrator: %w", ctx.Err())
+	}
+}
+
+func (o *Orchestrator) signalPlan() {
+	select {
+	case o.plan <- struct{}{}:
+	default:
+	}
+}
+
+// listen opens a connection of its own (a pooled one would hand its LISTEN to other users)
+// and subscribes to the replicator's channel.
+func (o *Orchestrator) listen(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, o.cfg.Pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("connect for LISTEN: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{replicator.NotifyChannel}.Sanitize()); err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("listen on %s: %w", replicator.NotifyChannel, err)
+	}
+	return conn, nil
+}
+
+// listenLoop turns notifications into planning passes and reconnects with a jittered backoff
+// when the connection drops (planning once more after, as notifications may have been lost).
+func (o *Orchestrator) listenLoop(ctx context.Context, conn *pgx.Conn) {
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	retry := RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: 10 * time.Second}
+	failures := 0
+	for {
+		if conn == nil {
+			c, err := o.listen(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				failures++
+				wait := retry.Backoff(failures)
+				o.log.LogAttrs(ctx, slog.LevelWarn, "listen connection failed", slog.Any("error", err), slog.Duration("retry_in", wait))
+				if !sleep(ctx, wait) {
+					return
+				}
+				continue
+			}
+			conn, failures = c, 0
+			o.signalPlan()
+		}
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			o.log.LogAttrs(ctx, slog.LevelWarn, "listen connection lost", slog.Any("error", err))
+			_ = conn.Close(context.WithoutCancel(ctx))
+			conn = nil
+			continue
+		}
+		o.signalPlan()
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// loop is the dispatcher: it plans when asked, claims as many runs as workers are free, and
+// waits for the next reason to look again.
+func (o *Orchestrator) loop(ctx context.Context) {
+	tick := time.NewTicker(o.cfg.Tick)
+	defer tick.Stop()
+	reap := time.NewTicker(o.cfg.Lease)
+	defer reap.Stop()
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
+	finished := make(chan struct{})
+	active := 0
+	planNeeded := false
+	for {
+		if planNeeded {
+			o.planPass(ctx)
+			planNeeded = false
+		}
+		exhausted := false
+		for active < o.cfg.Concurrency && ctx.Err() == nil {
+			want := o.cfg.Concurrency - active
+			runs, err := Claim(ctx, o.cfg.Pool, o.cfg.Owner, o.cfg.Lease, want)
+			if err != nil {
+				if ctx.Err() == nil {
+					o.log.LogAttrs(ctx, slog.LevelError, "claim runs failed", slog.Any("error", err))
+				}
+				break
+			}
+			o.metrics.claimed.Add(float64(len(runs)))
+			for _, r := range runs {
+				active++
+				go func() {
+					o.execute(ctx, r)
+					finished <- struct{}{}
+				}()
+			}
+			if len(runs) < want {
+				exhausted = true
+				break
+			}
+		}
+		if exhausted {
+			o.armDue(ctx, due)
+		}
+		select {
+		case <-ctx.Done():
+			for ; active > 0; active-- {
+				<-finished
+			}
+			return
+		case <-finished:
+			active--
+		case <-o.plan:
+			planNeeded = true
+		case <-tick.C:
+			planNeeded = true
+		case <-reap.C:
+			o.reap(ctx)
+		case <-due.C:
+		}
+	}
+}
+
+// armDue sets the timer to the moment the earliest delayed run falls due, and records the
+// queue gauges.
+func (o *Orchestrator) armDue(ctx context.Context, due *time.Timer) {
+	var depth int64
+	var oldest float64
+	var next *float64
+	if err := o.cfg.Pool.QueryRow(ctx, queueSQL).Scan(&depth, &oldest, &next); err != nil {
+		if ctx.Err() == nil {
+			o.log.LogAttrs(ctx, slog.LevelError, "read queue failed", slog.Any("error", err))
+		}
+		return
+	}
+	o.metrics.queueDepth.Set(float64(depth))
+	o.metrics.oldestQueued.Set(oldest)
+	wait := o.cfg.Tick
+	if next != nil {
+		wait = min(wait, time.Duration(*next*float64(time.Second))+time.Millisecond)
+	}
+	due.Reset(wait)
+}
+
+// planPass enqueues the slices of every enabled definition and reaps expired leases.
+func (o *Orchestrator) planPass(ctx context.Context) {
+	start := time.Now()
+	res, err := Enqueue(ctx, o.cfg.Pool, o.cfg.SliceSizes, o.cfg.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			o.log.LogAttrs(ctx, slog.LevelError, "plan failed", slog.Any("error", err))
+		}
+		return
+	}
+	o.reap(ctx)
+	o.metrics.ticks.Inc()
+	o.metrics.tickSeconds.Observe(time.Since(start).Seconds())
+	if res.Inserted+res.Requeued > 0 {
+		o.log.LogAttrs(ctx, slog.LevelDebug, "planned", slog.Int("inserted", res.Inserted), slog.Int("requeued", res.Requeued))
+	}
+	if o.afterPlan != nil {
+		o.afterPlan()
+	}
+}
+
+func (o *Orchestrator) reap(ctx context.Context) {
+	ids, err := Reap(ctx, o.cfg.Pool, o.cfg.MaxAttempts)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.log.LogAttrs(ctx, slog.LevelError, "reap expired leases failed", slog.Any("error", err))
+		}
+		return
+	}
+	for _, id := range ids {
+		o.log.LogAttrs(ctx, slog.LevelWarn, "took back run with expired lease", slog.String("job_run_id", id))
+	}
+}
+
+// execute fetches one run's slice under a heartbeat and records the outcome. Recording is not
+// cut short by a stop: it gets a bounded context of its own.
+func (o *Orchestrator) execute(ctx context.Context, run Run) {
+	start := time.Now()
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopBeat := make(chan struct{})
+	var beat sync.WaitGroup
+	beat.Go(func() { o.heartbeat(runCtx, cancel, run, stopBeat) })
+
+	until := o.cfg.Now()
+	fetchCtx, fetchCancel := context.WithTimeout(runCtx, o.cfg.FetchTimeout)
+	bars, err := o.cfg.Provider.Bars(fetchCtx, marketdata.Request{
+		Symbol: run.Symbol, Timeframe: run.Timeframe, From: run.Slice.From, To: run.Slice.To,
+	})
+	fetchCancel()
+	close(stopBeat)
+	beat.Wait()
+
+	rec, recCancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer recCancel()
+	var outcome Outcome
+	switch {
+	case errors.Is(context.Cause(runCtx), ErrLeaseLost):
+		outcome = LeaseLost
+	case err == nil:
+		written, werr := Write(rec, o.cfg.Pool, run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until})
+		switch {
+		case werr == nil:
+			outcome = Succeeded
+			o.metrics.barsWritten.WithLabelValues(string(run.Timeframe)).Add(float64(written))
+		case errors.Is(werr, ErrLeaseLost):
+			outcome = LeaseLost
+		default:
+			o.log.LogAttrs(ctx, slog.LevelError, "write run failed", slog.String("job_run_id", run.ID), slog.Any("error", werr))
+			outcome = o.fail(rec, run, werr)
+		}
+	default:
+		outcome = o.fail(rec, run, err)
+	}
+	if outcome == LeaseLost {
+		o.log.LogAttrs(ctx, slog.LevelWarn, "run lease lost, result dropped", slog.String("job_run_id", run.ID))
+	}
+	o.metrics.completed.WithLabelValues(string(run.Timeframe), string(outcome)).Inc()
+	o.metrics.runSeconds.WithLabelValues(string(run.Timeframe)).Observe(time.Since(start).Seconds())
+	if o.afterRun != nil {
+		o.afterRun(run, outcome)
+	}
+}
+
+func (o *Orchestrator) fail(ctx context.Context, run Run, cause error) Outcome {
+	out, err := Fail(ctx, o.cfg.Pool, run, cause, o.cfg.Retry)
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		return LeaseLost
+	case err != nil:
+		// The lease will lapse and the reaper will take the run back.
+		o.log.LogAttrs(ctx, slog.LevelError, "record run failure failed", slog.String("job_run_id", run.ID), slog.Any("error", err))
+		return LeaseLost
+	}
+	o.log.LogAttrs(ctx, slog.LevelInfo, "run failed", slog.String("job_run_id", run.ID),
+		slog.String("outcome", string(out)), slog.Int("attempt", run.Attempt), slog.Any("error", cause))
+	return out
+}
+
+// heartbeat renews the run's lease every Lease/3 until stop closes; a lost lease cancels the
+// run with ErrLeaseLost.
+func (o *Orchestrator) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, run Run, stop <-chan struct{}) {
+	t := time.NewTicker(o.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := Heartbeat(ctx, o.cfg.Pool, run, o.cfg.Lease)
+			switch {
+			case errors.Is(err, ErrLeaseLost):
+				cancel(ErrLeaseLost)
+				return
+			case err != nil && ctx.Err() == nil:
+				o.log.LogAttrs(ctx, slog.LevelWarn, "heartbeat failed", slog.String("job_run_id", run.ID), slog.Any("error", err))
+			}
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/symbolsync/backfill/orchestrator/marketdata"
+)
+
+// SliceSizes is the slice length per timeframe. Each size must be a positive whole number of
+// seconds; the grid is anchored at the Unix epoch, so every boundary is a multiple of it.
+type SliceSizes map[marketdata.Timeframe]time.Duration
+
+// DefaultSliceSizes keep one slice inside one provider page even for symbols that trade
+// around the clock (the longest: 720 h1 bars against Alpaca's 10,000 per page).
+func DefaultSliceSizes() SliceSizes {
+	return SliceSizes{
+		marketdata.M15: 7 * 24 * time.Hour,
+		marketdata.H1:  30 * 24 * time.Hour,
+		marketdata.H4:  90 * 24 * time.Hour,
+		marketdata.D1:  365 * 24 * time.Hour,
+		marketdata.W1:  365 * 24 * time.Hour,
+	}
+}
+
+// validate reports a size that is missing, not positive or not whole seconds.
+func (s SliceSizes) validate() error {
+	for _, tf := range marketdata.Timeframes {
+		d, ok := s[tf]
+		if !ok {
+			return fmt.Errorf("slice size for %s missing", tf)
+		}
+		if d <= 0 || d%time.Second != 0 {
+			return fmt.Errorf("slice size for %s is %s: want a positive whole number of seconds", tf, d)
+		}
+	}
+	return nil
+}
+
+// Slice is a half-open range [From, To) on the grid.
+type Slice struct {
+	From, To time.Time
+}
+
+// Open reports whether the slice still extends past now, so its data can still grow.
+func (s Slice) Open(now time.Time) bool { return s.To.After(now) }
+
+// Slices returns, oldest first, the slices of the given size that intersect [from, to): the
+// first may start before from and the last may end after to. An empty range gives none. It is
+// the Go statement of the grid that sql/enqueue.sql computes; a test keeps the two equal.
+func Slices(size time.Duration, from, to time.Time) []Slice {
+	if size <= 0 || !to.After(from) {
+		return nil
+	}
+	first := floorDiv(from.Unix(), int64(size/time.Second))
+	last := ceilDiv(to.Unix(), int64(size/time.Second)) // exclusive
+	out := make([]Slice, 0, last-first)
+	for k := first; k < last; k++ {
+		out = append(out, Slice{
+			From: time.Unix(k*int64(size/time.Second), 0).UTC(),
+			To:   time.Unix((k+1)*int64(size/time.Second), 0).UTC(),
+		})
+	}
+	return out
+}
+
+// Window returns the slices of a definition's window [now − windowDays, now].
+func Window(size time.Duration, windowDays int, now time.Time) []Slice {
+	return Slices(size, now.AddDate(0, 0, -windowDays), now)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+// EnqueueResult counts what one planning pass did.
+type EnqueueResult struct {
+	Inserted int // new runs
+	Requeued int // runs set back from success to queued: open slices and slices that closed
+}
+
+// Enqueue plans every enabled definition at now: a queued run for each slice of its window not
+// covered yet (sql/enqueue.sql). It is idempotent: planning twice at the same now changes
+// nothing the second time, except that a slice fetched while open is queued again.
+func Enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (EnqueueResult, error) {
+	if err := sizes.validate(); err != nil {
+		return EnqueueResult{}, err
+	}
+	tfs := make([]string, 0, len(sizes))
+	secs := make([]int64, 0, len(sizes))
+	for _, tf := range slices.Sorted(maps.Keys(sizes)) {
+		tfs = append(tfs, string(tf))
+		secs = append(secs, int64(sizes[tf]/time.Second))
+	}
+	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, now)
+	if err != nil {
+		return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
+	}
+	defer rows.Close()
+	var res EnqueueResult
+	for rows.Next() {
+		var inserted bool
+		if err := rows.Scan(&inserted); err != nil {
+			return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
+		}
+		if inserted {
+			res.Inserted++
+		} else {
+			res.Requeued++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
+	}
+	return res, nil
+}

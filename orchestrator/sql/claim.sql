@@ -1,0 +1,28 @@
+-- Lease up to $1 due queued runs to owner $2 for $3 seconds.
+-- Order: the definition's priority as it is now (a watchlist add raises queued work at once),
+-- then the newest slice. FOR UPDATE OF r SKIP LOCKED lets concurrent claimers pass each other;
+-- a run another claimer committed meanwhile fails the status recheck and is left out.
+WITH picked AS (
+  SELECT r.id, d.symbol_id, d.priority
+  FROM public.job_runs r
+  JOIN public.job_definitions d ON d.id = r.job_def_id
+  WHERE r.status = 'queued'
+    AND r.next_attempt_at <= now()
+    AND d.enabled
+  ORDER BY d.priority DESC, r.slice_to DESC, r.id
+  LIMIT $1
+  FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE public.job_runs r
+SET status = 'running',
+    attempt = r.attempt + 1,
+    lease_owner = $2,
+    lease_expires_at = now() + make_interval(secs => $3::float8),
+    heartbeat_at = now(),
+    started_at = now(),
+    finished_at = NULL,
+    progress_percent = 0
+FROM picked p
+WHERE r.id = p.id
+RETURNING r.id::text, r.job_def_id::text, r.symbol, p.symbol_id::text, r.timeframe, r.job_type,
+          r.slice_from, r.slice_to, p.priority, r.attempt, r.lease_owner

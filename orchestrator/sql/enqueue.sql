@@ -1,0 +1,50 @@
+-- Plan every enabled definition: one queued run per grid slice of its window not yet covered.
+-- $1 text[] timeframes, $2 bigint[] slice sizes in seconds (same order), $3 timestamptz now.
+--
+-- The grid: slice k of a timeframe is [k*size, (k+1)*size) seconds after the Unix epoch; the
+-- window [now - window_days, now) takes k from floor(start/size) to ceil(now/size) - 1.
+-- A slice is skipped when coverage_status.covered contains it whole. For a slice that is not
+-- covered and already has a run, only a successful run is set back to queued: that is the
+-- open slice (covered only up to when it was fetched) and, once, the slice that just closed.
+-- A failed run is queued again (attempts reset) only once its definition changed after it
+-- failed: re-enabled after a permanent error, or raised by a new tracker. Queued, running and
+-- other failed runs are left alone, so the pass is idempotent.
+-- The coverage filter reads the statement's snapshot, but ON CONFLICT sees the run as it is
+-- now: a closed slice whose run succeeded while this statement ran would look uncovered and be
+-- queued again. Hence the second condition, on the run's own row: only a run claimed before its
+-- slice ended (started_at < slice_to) can have left the slice partly covered.
+WITH sizes AS (
+  SELECT s.timeframe, s.size_s
+  FROM unnest($1::text[], $2::bigint[]) AS s (timeframe, size_s)
+),
+defs AS (
+  SELECT d.id, d.symbol, d.timeframe, d.job_type, d.window_days, s.size_s
+  FROM public.job_definitions d
+  JOIN sizes s ON s.timeframe = d.timeframe
+  WHERE d.enabled
+),
+slices AS (
+  SELECT d.id AS job_def_id, d.symbol, d.timeframe, d.job_type,
+         to_timestamp(k * d.size_s) AS slice_from,
+         to_timestamp((k + 1) * d.size_s) AS slice_to
+  FROM defs d,
+       generate_series(
+         floor(extract(epoch FROM $3::timestamptz - make_interval(days => d.window_days)) / d.size_s)::bigint,
+         ceil(extract(epoch FROM $3::timestamptz) / d.size_s)::bigint - 1
+       ) AS k
+)
+INSERT INTO public.job_runs AS r (job_def_id, symbol, timeframe, job_type, slice_from, slice_to, triggered_by)
+SELECT s.job_def_id, s.symbol, s.timeframe, s.job_type, s.slice_from, s.slice_to, 'planner'
+FROM slices s
+LEFT JOIN public.coverage_status c ON c.symbol = s.symbol AND c.timeframe = s.timeframe
+WHERE c.covered IS NULL OR NOT c.covered @> tstzrange(s.slice_from, s.slice_to)
+ORDER BY s.job_def_id, s.slice_from
+ON CONFLICT (job_def_id, slice_from, slice_to) DO UPDATE
+  SET status = 'queued', attempt = 0, next_attempt_at = now(), error_code = NULL,
+      error_message = NULL, started_at = NULL, finished_at = NULL, progress_percent = 0,
+      lease_owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL, triggered_by = 'planner'
+  WHERE (r.status = 'success' AND (r.started_at IS NULL OR r.started_at < r.slice_to))
+     OR (r.status = 'failed' AND EXISTS (
+           SELECT 1 FROM public.job_definitions d
+           WHERE d.id = r.job_def_id AND d.updated_at > r.finished_at))
+RETURNING (xmax = 0) AS inserted
