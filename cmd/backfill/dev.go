@@ -19,6 +19,7 @@ import (
 type devConfig struct {
 	api     apiConfig
 	repl    replConfig
+	orch    orchConfig
 	dataDir string
 	dbPort  int
 	pgBin   string
@@ -40,6 +41,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	f.Bool(&cfg.noSeed, "no-seed", "BACKFILL_NO_SEED", false, "skip supabase/seed.sql")
 	cfg.api.register(f)
 	cfg.repl.register(f)
+	cfg.orch.register(f, "synthetic")
 	log.register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -103,7 +105,7 @@ func dev(ctx context.Context, e *env, cfg devConfig, logger *slog.Logger) error 
 		case <-apiCtx.Done():
 		}
 	}()
-	err = runServices(apiCtx, cfg.api, cfg.repl, dbURL, pool, migrator, ln, logger, func() {
+	err = runServices(apiCtx, e, cfg.api, cfg.repl, cfg.orch, dbURL, pool, migrator, ln, logger, func() {
 		printDevBanner(e, dbURL, ln.Addr().String(), time.Since(began))
 	})
 	if errors.Is(context.Cause(apiCtx), errPostgresExited) {

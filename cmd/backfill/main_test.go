@@ -264,6 +264,11 @@ func TestDevColdThenWarm(t *testing.T) {
 			require.Equal(t, http.StatusOK, resp.StatusCode)
 			waitFor(t, dbURL, `SELECT count(*) = 2 FROM job_definitions WHERE symbol = 'ZZZZ' AND enabled AND priority = 200
 				AND ((timeframe = 'm15' AND job_type = 'fetch_intraday') OR (timeframe = 'd1' AND job_type = 'fetch_historical'))`)
+			// ...and the orchestrator (synthetic provider in dev) backfills both windows.
+			waitFor(t, dbURL, `SELECT count(DISTINCT b.timeframe) = 2 FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
+				WHERE s.ticker = 'ZZZZ' AND b.provider = 'synthetic'`)
+			waitFor(t, dbURL, `SELECT bool_and(coverage_days > 20) AND count(*) = 2 FROM get_symbol_timeframe_coverage('ZZZZ')
+				WHERE timeframe IN ('m15', 'd1')`)
 		}
 		require.Equal(t, 0, stop(), phase)
 		t.Logf("%s start: %s", phase, out.re.FindString(out.String()))

@@ -77,6 +77,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var (
 		api            apiConfig
 		repl           replConfig
+		orch           orchConfig
 		dbURL          string
 		connectTimeout time.Duration
 		log            logging
@@ -89,6 +90,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.Duration(&connectTimeout, "connect-timeout", "BACKFILL_CONNECT_TIMEOUT", 10*time.Second, "give up connecting to the database after this long")
 	api.register(f)
 	repl.register(f)
+	orch.register(f, "none")
 	log.register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -115,12 +117,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "api: http://%s\n", ln.Addr())
-	return runServices(ctx, api, repl, dbURL, pool, migrator, ln, logger, nil)
+	return runServices(ctx, e, api, repl, orch, dbURL, pool, migrator, ln, logger, nil)
 }
 
 // runServices is the shared composition root of `serve` and `dev` once the database is there:
 // metrics registry, replicator, then the API; torn down in reverse when ctx ends.
-func runServices(ctx context.Context, api apiConfig, repl replConfig, dbURL string, pool *pgxpool.Pool,
+func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, orch orchConfig, dbURL string, pool *pgxpool.Pool,
 	migrator *supabase.Migrator, ln net.Listener, logger *slog.Logger, ready func()) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -147,6 +149,11 @@ func runServices(ctx context.Context, api apiConfig, repl replConfig, dbURL stri
 			}
 		}()
 	}
+	stopOrch, err := startOrchestrator(ctx, orch, e.getenv, pool, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopOrch()
 	return serveAPI(ctx, api, pool, migrator, ln, logger, reg, ready)
 }
 
@@ -155,6 +162,11 @@ func openPool(ctx context.Context, dbURL string, timeout time.Duration) (*pgxpoo
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --database-url: %v", errUsage, err)
+	}
+	if !strings.Contains(dbURL, "pool_max_conns") {
+		// The API, the orchestrator's workers (5 by default) and its heartbeats share the pool:
+		// pgxpool's default of max(4, CPUs) would starve them.
+		cfg.MaxConns = max(cfg.MaxConns, 20)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/symbolsync/backfill/orchestrator"
+	"github.com/symbolsync/backfill/orchestrator/marketdata"
+)
+
+// orchConfig is what the orchestrator runs with, in both `serve` and `dev`.
+type orchConfig struct {
+	provider         string
+	concurrency      int
+	tick             time.Duration
+	syntheticLatency time.Duration
+	alpacaFeed       string
+}
+
+func (c *orchConfig) register(f *flags, defaultProvider string) {
+	f.String(&c.provider, "provider", "BACKFILL_PROVIDER", defaultProvider,
+		"market-data provider: synthetic (offline, deterministic, stored as provider='synthetic'), alpaca (keys from APCA_API_KEY_ID and APCA_API_SECRET_KEY), massive (key from MASSIVE_API_KEY), or none (no orchestrator in this process)")
+	f.Int(&c.concurrency, "concurrency", "BACKFILL_CONCURRENCY", 5, "runs fetched at once")
+	f.Duration(&c.tick, "tick", "BACKFILL_TICK", 60*time.Second, "planning refresh and safety net; work starts at once on changes, not on the tick")
+	f.Duration(&c.syntheticLatency, "synthetic-latency", "BACKFILL_SYNTHETIC_LATENCY", 0, "simulated latency of each synthetic provider call")
+	f.String(&c.alpacaFeed, "alpaca-feed", "BACKFILL_ALPACA_FEED", "iex", "Alpaca data feed: iex (free) or sip (paid)")
+}
+
+// newProvider builds the configured provider; keys come from the environment, never flags, so
+// they stay out of process listings.
+func newProvider(c orchConfig, getenv func(string) string, reg prometheus.Registerer, logger *slog.Logger) (orchestrator.Provider, error) {
+	switch c.provider {
+	case "synthetic":
+		return marketdata.NewSynthetic(marketdata.SyntheticConfig{Latency: c.syntheticLatency, Registerer: reg, Logger: logger})
+	case "alpaca":
+		return marketdata.NewAlpaca(marketdata.AlpacaConfig{
+			KeyID: getenv("APCA_API_KEY_ID"), SecretKey: getenv("APCA_API_SECRET_KEY"),
+			Feed: c.alpacaFeed, Registerer: reg, Logger: logger,
+		})
+	case "massive":
+		return marketdata.NewMassive(marketdata.MassiveConfig{
+			APIKey: cmp.Or(getenv("MASSIVE_API_KEY"), getenv("POLYGON_API_KEY")), Registerer: reg, Logger: logger,
+		})
+	}
+	return nil, fmt.Errorf("--provider %q: want synthetic, alpaca, massive or none", c.provider)
+}
+
+// startOrchestrator starts the orchestrator unless the provider is "none"; stop ends it.
+func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) string, pool *pgxpool.Pool,
+	reg prometheus.Registerer, logger *slog.Logger) (stop func(), err error) {
+	if c.provider == "none" {
+		return func() {}, nil
+	}
+	if c.concurrency < 1 {
+		return nil, fmt.Errorf("%w: --concurrency must be at least 1", errUsage)
+	}
+	p, err := newProvider(c, getenv, reg, logger.With("component", "provider"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	o, err := orchestrator.New(orchestrator.Config{
+		Pool: pool, Provider: p, Concurrency: c.concurrency, Tick: c.tick,
+		Registerer: reg, Logger: logger.With("component", "orchestrator"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := o.Start(ctx); err != nil {
+		return nil, err
+	}
+	return func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := o.Stop(stopCtx); err != nil {
+			logger.Error("stop orchestrator", slog.Any("error", err))
+		}
+	}, nil
+}
