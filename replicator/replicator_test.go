@@ -173,6 +173,15 @@ func TestRule(t *testing.T) {
 				want: map[string]string{"DDD/m15": intraday(on, 150, 30), "DDD/h1": intraday(on, 150, 90), "DDD/h4": intraday(on, 150, 365),
 					"DDD/d1": historical(on, 150, 730)}},
 		}},
+		{"a definition the provider refused for good stays disabled while tracked", []string{"PPP"}, []step{
+			{sql: trackSQL(alice, "PPP", "recent_search", 100, "h1"), want: map[string]string{"PPP/h1": intraday(on, 100, 90)}},
+			{sql: "UPDATE job_definitions SET enabled = false, disabled_reason = 'permanent provider error: unknown symbol' WHERE symbol = 'PPP'",
+				direct: true, want: map[string]string{"PPP/h1": intraday("tracking disabled(permanent provider error: unknown symbol)", 100, 90)}},
+			{sql: trackSQL(bob, "PPP", "watchlist", 300, "h1"),
+				want: map[string]string{"PPP/h1": intraday("tracking disabled(permanent provider error: unknown symbol)", 300, 90)}},
+			{sql: "UPDATE job_definitions SET enabled = true, disabled_reason = NULL WHERE symbol = 'PPP'", direct: true,
+				want: map[string]string{"PPP/h1": intraday(on, 300, 90)}},
+		}},
 		{"SQL-edited windows stick and new defaults apply to new definitions only", []string{"EEE", "EEF"}, []step{
 			{sql: trackSQL(alice, "EEE", "chart_view", 200, "h1"), want: map[string]string{"EEE/h1": intraday(on, 200, 90)}},
 			{sql: "UPDATE job_definitions SET window_days = 60 WHERE symbol = 'EEE' AND timeframe = 'h1'", direct: true,

@@ -10,6 +10,11 @@
 --     disabled with disabled_reason 'no longer tracked'. Its bars stay.
 --   * Definitions with origin 'seed' or 'manual' are never written: they belong to whoever made
 --     them. `UPDATE job_definitions SET origin = 'tracking'` hands one over to tracking.
+--   * A tracking definition the orchestrator disabled because the provider refused it for good
+--     (disabled_reason 'permanent provider error: …', e.g. an unknown symbol) stays disabled
+--     while tracked, so a restart's reconcile does not send it back to a provider that will
+--     refuse it again; its priority still follows the tracking rows. Clearing the reason
+--     (`UPDATE job_definitions SET enabled = true, disabled_reason = NULL WHERE …`) retries it.
 --   * Rows already in the wanted state are not written at all (no new row version, no WAL).
 --
 -- The effect depends only on the tracking rows at the time of the statement, so applying it
@@ -46,15 +51,19 @@ upserted AS (
   -- Only what is missing or differs: a no-op change locks and writes nothing.
   WHERE cur.id IS NULL
      OR (cur.origin = 'tracking'
-         AND (cur.priority <> t.priority OR NOT cur.enabled OR cur.disabled_reason IS NOT NULL))
+         AND (cur.priority <> t.priority
+              OR ((NOT cur.enabled OR cur.disabled_reason IS NOT NULL)
+                  AND coalesce(cur.disabled_reason, '') NOT LIKE 'permanent provider error:%')))
   ORDER BY t.ticker, t.timeframe
   ON CONFLICT ON CONSTRAINT job_definitions_symbol_timeframe_job_type_key DO UPDATE
   SET priority = EXCLUDED.priority,
-      enabled = true,
-      disabled_reason = NULL
+      enabled = CASE WHEN jd.disabled_reason LIKE 'permanent provider error:%' THEN jd.enabled ELSE true END,
+      disabled_reason = CASE WHEN jd.disabled_reason LIKE 'permanent provider error:%' THEN jd.disabled_reason END
   -- Checked again here: a definition made by someone else since the statement's snapshot stays theirs.
   WHERE jd.origin = 'tracking'
-    AND (jd.priority <> EXCLUDED.priority OR NOT jd.enabled OR jd.disabled_reason IS NOT NULL)
+    AND (jd.priority <> EXCLUDED.priority
+         OR ((NOT jd.enabled OR jd.disabled_reason IS NOT NULL)
+             AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'))
   RETURNING (jd.xmax = 0) AS inserted
 ),
 disabled AS (
