@@ -30,7 +30,7 @@ import (
 func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(e.stdout, "Usage: backfill bench <scenario> [flags]\n\nScenarios:\n  sync   load sync-user-symbols on the function path and over Connect\n  cdc    latency from a tracking row's commit to its job definitions (replicator vs the original trigger)")
+			fmt.Fprintln(e.stdout, "Usage: backfill bench <scenario> [flags]\n\nScenarios:\n  sync      load sync-user-symbols on the function path and over Connect\n  cdc       latency from a tracking row's commit to its job definitions (replicator vs the original trigger)\n  backfill  the seed's 60 definitions from commit to full coverage (orchestrator vs the original's 60 s tick)")
 			return nil
 		}
 		return fmt.Errorf("%w: name a scenario: backfill bench sync", errUsage)
@@ -40,8 +40,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return benchSync(ctx, e, args[1:])
 	case "cdc":
 		return benchCDC(ctx, e, args[1:])
+	case "backfill":
+		return benchBackfill(ctx, e, args[1:])
 	}
-	return fmt.Errorf("%w: unknown scenario %q (try: sync or cdc)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown scenario %q (try: sync, cdc or backfill)", errUsage, args[0])
 }
 
 type syncBench struct {
@@ -244,11 +246,7 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 	if err = os.Chmod(dir, 0o711); err != nil { // the postgres user must pass when we are root
 		return "", nil, err
 	}
-	port, err := freeTCPPort()
-	if err != nil {
-		return "", nil, err
-	}
-	cluster, err := pglocal.Start(ctx, pglocal.Config{DataDir: filepath.Join(dir, "db"), Port: port, Ephemeral: true, BinDir: pgBin})
+	cluster, err := pglocal.Start(ctx, pglocal.Config{DataDir: filepath.Join(dir, "db"), AnyPort: true, Ephemeral: true, BinDir: pgBin})
 	if err != nil {
 		return "", nil, err
 	}
@@ -283,13 +281,4 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 		return "", nil, fmt.Errorf("start bench server: %w", errors.Join(err, errors.New("server exited")))
 	}
 	return "http://" + ln.Addr().String(), stop, nil
-}
-
-func freeTCPPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -237,11 +237,6 @@ func (b *cdcBench) embedded(ctx context.Context) (url string, stop func(context.
 		_ = os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("open bench folder to the server's user: %w", err)
 	}
-	port, err := freeTCPPort()
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, err
-	}
 	settings := map[string]string{
 		// The walsender sends only flushed WAL. With synchronous_commit off (the throw-away
 		// default) a commit would reach it only when the WAL writer flushes, up to
@@ -256,7 +251,7 @@ func (b *cdcBench) embedded(ctx context.Context) (url string, stop func(context.
 	}
 	cluster, err := pglocal.Start(ctx, pglocal.Config{
 		DataDir:   filepath.Join(dir, "db"),
-		Port:      port,
+		AnyPort:   true,
 		Ephemeral: true,
 		BinDir:    b.pgBin,
 		Settings:  settings,

@@ -37,7 +37,7 @@ func commands() []command {
 		{name: "migrate", summary: "apply the schema migrations to a database", run: runMigrate},
 		{name: "sync", summary: "track symbols through sync-user-symbols, as the app does", run: runSync},
 		{name: "token", summary: "print a signed development token (anon, authenticated, service_role)", run: runToken},
-		{name: "bench", summary: "measure the system under load (scenario: sync)", run: runBench},
+		{name: "bench", summary: "measure the system under load (scenarios: sync, cdc, backfill)", run: runBench},
 		{name: "version", summary: "print the version", run: runVersion},
 	}
 }

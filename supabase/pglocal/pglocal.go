@@ -40,6 +40,9 @@ const (
 // ErrBinariesNotFound means no PostgreSQL server binaries (initdb, postgres) were found.
 var ErrBinariesNotFound = errors.New("PostgreSQL server binaries (initdb, postgres) not found")
 
+// ErrPortInUse means the cluster's TCP port is taken by something else.
+var ErrPortInUse = errors.New("port already in use")
+
 // Config configures a local cluster.
 type Config struct {
 	// DataDir is the folder that holds everything: the cluster (pgdata/), the socket folder
@@ -47,6 +50,9 @@ type Config struct {
 	DataDir string
 	// Port is the TCP port on 127.0.0.1. Default DefaultPort (54322, as `supabase start`).
 	Port int
+	// AnyPort picks a free port instead of Port (see [Cluster.Port]), and another one should
+	// something else take it before the server binds it: for test and benchmark clusters.
+	AnyPort bool
 	// BinDir is the folder with initdb and postgres. Default: found by [FindBinDir].
 	BinDir string
 	// SearchDirs are the glob patterns [FindBinDir] tries after PATH and pg_config.
@@ -155,8 +161,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := prepareDirs(dataDir, c.runDir, owner); err != nil {
 		return nil, err
 	}
-	if err := checkPortFree(cfg.Port); err != nil {
-		return nil, err
+	if !cfg.AnyPort {
+		// Before initdb: a busy port must not leave a new cluster behind.
+		if err := checkPortFree(cfg.Port); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Stat(filepath.Join(c.pgdata, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
 		if err := c.initdb(ctx, owner); err != nil {
@@ -167,10 +176,37 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	} else if err := checkOwner(c.pgdata, owner); err != nil {
 		return nil, err
 	}
-	if err := c.start(ctx, owner); err != nil {
+	for attempt := 1; ; attempt++ {
+		if cfg.AnyPort {
+			if c.cfg.Port, err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+		err := checkPortFree(c.cfg.Port)
+		if err == nil {
+			err = c.start(ctx, owner)
+		}
+		switch {
+		case err == nil:
+			return c, nil
+		case cfg.AnyPort && errors.Is(err, ErrPortInUse) && attempt < 5:
+			// Taken between our probe and the server's bind: try another.
+			c.exited = make(chan struct{})
+			c.stopOnce, c.stopErr = sync.Once{}, nil
+			c.cmd = nil
+			continue
+		}
 		return nil, err
 	}
-	return c, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (cfg Config) withDefaults() (Config, error) {
@@ -299,7 +335,7 @@ func reachable(dir string, owner account) error {
 func checkPortFree(port int) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("database port %d on 127.0.0.1 is already in use: stop what listens there or choose another with --db-port", port)
+		return fmt.Errorf("database port %d on 127.0.0.1 is already in use: stop what listens there or choose another with --db-port (%w)", port, ErrPortInUse)
 	}
 	_ = ln.Close()
 	return nil
@@ -403,16 +439,21 @@ func (c *Cluster) start(ctx context.Context, owner account) error {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	c.cmd = cmd
+	exited := c.exited
 	go func() {
 		c.waitErr = cmd.Wait()
-		close(c.exited)
+		close(exited)
 	}()
 
 	waitCtx, cancel := context.WithTimeout(ctx, c.cfg.StartTimeout)
 	defer cancel()
 	if err := c.waitReady(waitCtx); err != nil {
 		_ = c.Stop(context.WithoutCancel(ctx))
-		return fmt.Errorf("%w; server log %s says: %s", err, c.logPath, c.logTail(logStart))
+		tail := c.logTail(logStart)
+		if strings.Contains(tail, "Address already in use") {
+			err = fmt.Errorf("%w (%w)", err, ErrPortInUse)
+		}
+		return fmt.Errorf("%w; server log %s says: %s", err, c.logPath, tail)
 	}
 	c.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "database ready",
 		slog.Int("port", c.cfg.Port), slog.Duration("took", time.Since(began)))

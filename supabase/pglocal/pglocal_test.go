@@ -175,3 +175,14 @@ func TestStartRefusesUnreachableDataDirAsRoot(t *testing.T) {
 	_, err = pglocal.Start(t.Context(), pglocal.Config{DataDir: filepath.Join(parent, "data"), Port: freePort(t)})
 	require.ErrorContains(t, err, "user postgres cannot reach data folder")
 }
+
+func TestStartOnAnyPort(t *testing.T) {
+	t.Parallel()
+	c, err := pglocal.Start(t.Context(), pglocal.Config{DataDir: pgtest.DataDir(t), AnyPort: true, Ephemeral: true})
+	require.NoError(t, err)
+	defer stop(t, c)
+	require.NotZero(t, c.Port())
+	conn, err := pgx.Connect(t.Context(), c.URL("postgres"))
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(t.Context()))
+}

@@ -93,13 +93,9 @@ func startShared() (*pglocal.Cluster, error) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("open cluster folder to the server's user: %w", err)
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
 	cluster, err := pglocal.Start(ctx, pglocal.Config{
 		DataDir:   filepath.Join(dir, "db"),
-		Port:      port,
+		AnyPort:   true,
 		Ephemeral: true,
 		BinDir:    os.Getenv("BACKFILL_PG_BIN"),
 	})
