@@ -45,4 +45,6 @@ var (
 	failSQL string
 	//go:embed sql/queue.sql
 	queueSQL string
+	//go:embed sql/milestones.sql
+	milestonesSQL string
 )

@@ -18,7 +18,13 @@ type metrics struct {
 	barsWritten  *prometheus.CounterVec
 	queueDepth   prometheus.Gauge
 	oldestQueued prometheus.Gauge
+	firstBars    *prometheus.HistogramVec // timeframe
+	covered      *prometheus.HistogramVec // timeframe
 }
+
+// backfillBuckets span a synthetic backfill (tens of milliseconds) to a rate-limited real one
+// (an hour).
+var backfillBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -56,14 +62,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "backfill_orchestrator_oldest_queued_age_seconds",
 			Help: "How long the oldest due queued job run has been due, sampled whenever this process runs out of due work; 0 when none.",
 		}),
+		firstBars: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backfill_orchestrator_first_bars_latency_seconds",
+			Help:    "Backfill latency: from a definition's request (created, or re-enabled by tracking) to its first bars written, by timeframe.",
+			Buckets: backfillBuckets,
+		}, []string{"timeframe"}),
+		covered: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backfill_orchestrator_window_covered_latency_seconds",
+			Help:    "Backfill latency: from a definition's request to its whole window fetched, by timeframe.",
+			Buckets: backfillBuckets,
+		}, []string{"timeframe"}),
 	}
 	for _, tf := range marketdata.Timeframes {
 		m.runSeconds.WithLabelValues(string(tf))
 		m.barsWritten.WithLabelValues(string(tf))
+		m.firstBars.WithLabelValues(string(tf))
+		m.covered.WithLabelValues(string(tf))
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.ticks, m.tickSeconds, m.claimed, m.completed, m.runSeconds,
-			m.barsWritten, m.queueDepth, m.oldestQueued} {
+			m.barsWritten, m.queueDepth, m.oldestQueued, m.firstBars, m.covered} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register orchestrator metrics: %w", err)
 			}

@@ -433,6 +433,17 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 		case werr == nil:
 			outcome = Succeeded
 			o.metrics.barsWritten.WithLabelValues(string(run.Timeframe)).Add(float64(written))
+			if ms, err := RecordMilestones(rec, o.cfg.Pool, run, written); err != nil {
+				// Only the latency metrics suffer: the run's result is already committed.
+				o.log.LogAttrs(ctx, slog.LevelWarn, "record backfill milestones", slog.String("job_run_id", run.ID), slog.Any("error", err))
+			} else {
+				if ms.ReachedFirstBars {
+					o.metrics.firstBars.WithLabelValues(string(run.Timeframe)).Observe(ms.FirstBars.Seconds())
+				}
+				if ms.ReachedCovered {
+					o.metrics.covered.WithLabelValues(string(run.Timeframe)).Observe(ms.Covered.Seconds())
+				}
+			}
 		case errors.Is(werr, ErrLeaseLost):
 			outcome = LeaseLost
 		default:

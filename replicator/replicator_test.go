@@ -486,3 +486,27 @@ func TestStopsWithItsContext(t *testing.T) {
 	}
 	require.NoError(t, r.Stop(t.Context()), "a controlled stop is not an error")
 }
+
+// TestReEnableIsANewRequest: a definition re-enabled by tracking starts its backfill milestones
+// over, so the orchestrator's latency metrics measure from the new request.
+func TestReEnableIsANewRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, e.config(t))
+	waitApplied(t, r, e.write(t, trackSQL("", "RRR", "watchlist", 300, "h1")))
+	var first time.Time
+	require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT requested_at FROM job_definitions WHERE symbol = 'RRR'").Scan(&first))
+	e.exec(t, "UPDATE job_definitions SET first_bars_at = now(), covered_at = now() WHERE symbol = 'RRR'")
+
+	waitApplied(t, r, e.write(t, untrackSQL("", "RRR", "watchlist")))
+	waitApplied(t, r, e.write(t, trackSQL("", "RRR", "chart_view", 200, "h1")))
+	var again time.Time
+	var firstBars, covered *time.Time
+	var enabled bool
+	require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT enabled, requested_at, first_bars_at, covered_at FROM job_definitions WHERE symbol = 'RRR'").
+		Scan(&enabled, &again, &firstBars, &covered))
+	require.True(t, enabled)
+	require.True(t, again.After(first), "requested again")
+	require.Nil(t, firstBars)
+	require.Nil(t, covered)
+}

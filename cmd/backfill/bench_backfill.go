@@ -440,7 +440,7 @@ func waitCounter(ctx context.Context, reg *prometheus.Registry, name string, wan
 
 // printBackfill prints the measurements, the original design's arithmetic and the goals.
 func printBackfill(w io.Writer, all []backfillFigures) error {
-	fmt.Fprintf(w, "\nBackfill: makespan = the definitions' commit -> the last run's commit (commit timestamps);\n"+
+	fmt.Fprintf(w, "\nBackfill: makespan = the definitions' transaction -> the last run's commit;\n"+
 		"bars/s = bars / makespan; writer bars/s = bars / the summed length of the write transactions\n"+
 		"(COPY + upsert + coverage + success, BEGIN to commit, one writer's rate); bound = ceil(runs / conc) × latency,\n"+
 		"the least any design needs for these runs at this concurrency; original = runs / 5 per 60 s tick\n")
@@ -462,7 +462,7 @@ func printBackfill(w io.Writer, all []backfillFigures) error {
 		}
 	}
 
-	fmt.Fprintf(w, "\nPickup (database clock): first = definitions' commit -> the first claim; all busy = -> the conc-th\n"+
+	fmt.Fprintf(w, "\nPickup (database clock): first = definitions' transaction -> the first claim; all busy = -> the conc-th\n"+
 		"claim (every worker busy); per definition = -> its first claim, p50/p99 (includes waiting for a free\n"+
 		"worker: higher-priority runs go first); per run = queued (created_at) -> claimed (started_at)\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -58,7 +58,14 @@ upserted AS (
   ON CONFLICT ON CONSTRAINT job_definitions_symbol_timeframe_job_type_key DO UPDATE
   SET priority = EXCLUDED.priority,
       enabled = CASE WHEN jd.disabled_reason LIKE 'permanent provider error:%' THEN jd.enabled ELSE true END,
-      disabled_reason = CASE WHEN jd.disabled_reason LIKE 'permanent provider error:%' THEN jd.disabled_reason END
+      disabled_reason = CASE WHEN jd.disabled_reason LIKE 'permanent provider error:%' THEN jd.disabled_reason END,
+      -- Re-enabled: a new request, whose backfill latency is measured from now.
+      requested_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'
+                          THEN now() ELSE jd.requested_at END,
+      first_bars_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'
+                           THEN NULL ELSE jd.first_bars_at END,
+      covered_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'
+                        THEN NULL ELSE jd.covered_at END
   -- Checked again here: a definition made by someone else since the statement's snapshot stays theirs.
   WHERE jd.origin = 'tracking'
     AND (jd.priority <> EXCLUDED.priority

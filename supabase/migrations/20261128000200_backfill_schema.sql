@@ -77,6 +77,12 @@ CREATE TABLE public.job_definitions (
   enabled         boolean NOT NULL DEFAULT true,
   origin          text NOT NULL DEFAULT 'manual' CHECK (origin IN ('tracking', 'seed', 'manual')),
   disabled_reason text,
+  -- Backfill milestones, for the latency metrics: when the definition was last requested
+  -- (created, or re-enabled by tracking), when its first bars were written and when every
+  -- slice of its window was done. Reset together on a new request.
+  requested_at    timestamptz NOT NULL DEFAULT now(),
+  first_bars_at   timestamptz,
+  covered_at      timestamptz,
   created_at      timestamptz NOT NULL DEFAULT now(),
   updated_at      timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT job_definitions_symbol_timeframe_job_type_key UNIQUE (symbol, timeframe, job_type)
@@ -195,7 +201,11 @@ CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.timeframe_settings
   FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.symbols
   FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
-CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.job_definitions
+-- A definition's updated_at follows its configuration only, not its backfill milestones: the
+-- planner retries failed slices of a definition changed after they failed.
+CREATE TRIGGER set_updated_at
+  BEFORE UPDATE OF job_type, symbol, symbol_id, timeframe, window_days, priority, enabled, origin, disabled_reason
+  ON public.job_definitions
   FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.job_runs
   FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();

@@ -2,7 +2,9 @@
 -- every window is covered. Times are commit timestamps (track_commit_timestamp is on in the
 -- throw-away cluster) or transaction times (now()), all from the one database clock:
 --
---   defined_at  commit of the definitions' transaction (pg_xact_commit_timestamp of its xmin)
+--   defined_at  the definitions' transaction: its start (requested_at, now() of that transaction;
+--               its xmin no longer names it once the orchestrator records backfill milestones),
+--               a millisecond or so before its commit, so the figures err on the long side
 --   makespan    commit of the last successful run's write - defined_at
 --   runs, failed, bars (sum of rows_written) and stored (rows in ohlc_bars_v2: equal if nothing
 --               was written twice)
@@ -19,7 +21,7 @@
 --
 -- $1 integer  concurrency
 WITH d AS (
-  SELECT min(pg_catalog.pg_xact_commit_timestamp(xmin)) AS defined_at,
+  SELECT min(requested_at) AS defined_at,
          count(*) AS defs,
          sum(window_days * 12) AS orig_slices
   FROM public.job_definitions
