@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -226,13 +227,54 @@ func (b *syncBench) once(ctx context.Context, hc *http.Client, endpoint string, 
 	return nil
 }
 
-// embeddedAPI starts a throw-away cluster and `serve` on loopback for a benchmark.
-func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), err error) {
+// parseIntList reads a flag's comma-separated whole numbers, each between lo and hi.
+func parseIntList(flag, s string, lo, hi int) ([]int, error) {
+	var out []int
+	for part := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%w: --%s %q: want whole numbers between %d and %d, separated by commas", errUsage, flag, s, lo, hi)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// throwawayCluster starts an ephemeral PostgreSQL for a benchmark in a temporary folder on a free
+// port, with extra server settings; stop ends it and removes the folder.
+func throwawayCluster(ctx context.Context, pgBin string, settings map[string]string) (c *pglocal.Cluster, stop func(context.Context) error, err error) {
 	dir, err := os.MkdirTemp("", "backfill-bench-")
 	if err != nil {
-		return "", nil, fmt.Errorf("create bench folder: %w", err)
+		return nil, nil, fmt.Errorf("create bench folder: %w", err)
 	}
-	cleanup := []func(){func() { _ = os.RemoveAll(dir) }}
+	if err := os.Chmod(dir, 0o711); err != nil { // the postgres user must pass when we are root
+		_ = os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("open bench folder to the server's user: %w", err)
+	}
+	c, err = pglocal.Start(ctx, pglocal.Config{
+		DataDir: filepath.Join(dir, "db"), AnyPort: true, Ephemeral: true, BinDir: pgBin, Settings: settings,
+	})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return c, func(ctx context.Context) error {
+		err := c.Stop(ctx)
+		_ = os.RemoveAll(dir)
+		if err != nil {
+			return fmt.Errorf("stop the throw-away PostgreSQL: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// embeddedAPI starts a throw-away cluster and `serve` on loopback for a benchmark.
+func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), err error) {
+	cluster, stopCluster, err := throwawayCluster(ctx, pgBin, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := []func(){func() { _ = stopCluster(context.Background()) }}
 	stop = func() {
 		for _, f := range slices.Backward(cleanup) {
 			f()
@@ -243,14 +285,6 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 			stop()
 		}
 	}()
-	if err = os.Chmod(dir, 0o711); err != nil { // the postgres user must pass when we are root
-		return "", nil, err
-	}
-	cluster, err := pglocal.Start(ctx, pglocal.Config{DataDir: filepath.Join(dir, "db"), AnyPort: true, Ephemeral: true, BinDir: pgBin})
-	if err != nil {
-		return "", nil, err
-	}
-	cleanup = append(cleanup, func() { _ = cluster.Stop(context.Background()) })
 	migrator, err := supabase.NewMigrator(supabase.MigratorConfig{})
 	if err != nil {
 		return "", nil, err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -24,7 +23,6 @@ import (
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/supabase"
-	"github.com/symbolsync/backfill/supabase/pglocal"
 )
 
 // Embedded SQL of the backfill scenario; see the files for what each does.
@@ -189,28 +187,10 @@ func parseLatencies(s string) ([]time.Duration, error) {
 }
 
 // parseConcurrency reads --concurrency: whole numbers from 1 to 128 separated by commas.
-func parseConcurrency(s string) ([]int, error) {
-	var out []int
-	for part := range strings.SplitSeq(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(part))
-		if err != nil || n < 1 || n > 128 {
-			return nil, fmt.Errorf("%w: --concurrency %q: want whole numbers between 1 and 128, separated by commas", errUsage, s)
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
+func parseConcurrency(s string) ([]int, error) { return parseIntList("concurrency", s, 1, 128) }
 
-// cluster starts the throw-away PostgreSQL in a temporary folder.
+// cluster starts the throw-away PostgreSQL.
 func (b *backfillBench) cluster(ctx context.Context) (url string, stop func(context.Context) error, err error) {
-	dir, err := os.MkdirTemp("", "backfill-bench-backfill-")
-	if err != nil {
-		return "", nil, fmt.Errorf("create bench folder: %w", err)
-	}
-	if err := os.Chmod(dir, 0o711); err != nil { // the postgres user must pass when we are root
-		_ = os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("open bench folder to the server's user: %w", err)
-	}
 	// Commit timestamps give every figure on the database clock, commit to commit.
 	settings := map[string]string{"track_commit_timestamp": "on"}
 	if b.fsync {
@@ -218,21 +198,11 @@ func (b *backfillBench) cluster(ctx context.Context) (url string, stop func(cont
 		settings["full_page_writes"] = "on"
 		settings["synchronous_commit"] = "on"
 	}
-	cluster, err := pglocal.Start(ctx, pglocal.Config{
-		DataDir: filepath.Join(dir, "db"), AnyPort: true, Ephemeral: true, BinDir: b.pgBin, Settings: settings,
-	})
+	c, stop, err := throwawayCluster(ctx, b.pgBin, settings)
 	if err != nil {
-		_ = os.RemoveAll(dir)
 		return "", nil, err
 	}
-	return cluster.URL("postgres"), func(ctx context.Context) error {
-		err := cluster.Stop(ctx)
-		_ = os.RemoveAll(dir)
-		if err != nil {
-			return fmt.Errorf("stop the throw-away PostgreSQL: %w", err)
-		}
-		return nil
-	}, nil
+	return c.URL("postgres"), stop, nil
 }
 
 // template creates the migrated, seeded database every measurement copies, with the seed's

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -24,7 +22,6 @@ import (
 
 	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/supabase"
-	"github.com/symbolsync/backfill/supabase/pglocal"
 )
 
 // Embedded SQL of the cdc scenario; see the files for what each does.
@@ -203,18 +200,8 @@ func benchCDC(ctx context.Context, e *env, args []string) (err error) {
 	return nil
 }
 
-// parseRates reads --rates: positive whole numbers separated by commas.
-func parseRates(s string) ([]int, error) {
-	var rates []int
-	for part := range strings.SplitSeq(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(part))
-		if err != nil || n < 1 || n > 100_000 {
-			return nil, fmt.Errorf("%w: --rates %q: want rows per second between 1 and 100000, separated by commas", errUsage, s)
-		}
-		rates = append(rates, n)
-	}
-	return rates, nil
-}
+// parseRates reads --rates: rows per second from 1 to 100000, separated by commas.
+func parseRates(s string) ([]int, error) { return parseIntList("rates", s, 1, 100_000) }
 
 // newRunID returns a short random name part: lowercase letters and digits, so it fits tickers,
 // slot names and database names alike.
@@ -229,14 +216,6 @@ func newRunID() string {
 
 // embedded starts a throw-away cluster in a temporary folder and migrates its postgres database.
 func (b *cdcBench) embedded(ctx context.Context) (url string, stop func(context.Context) error, err error) {
-	dir, err := os.MkdirTemp("", "backfill-bench-cdc-")
-	if err != nil {
-		return "", nil, fmt.Errorf("create bench folder: %w", err)
-	}
-	if err := os.Chmod(dir, 0o711); err != nil { // the postgres user must pass when we are root
-		_ = os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("open bench folder to the server's user: %w", err)
-	}
 	settings := map[string]string{
 		// The walsender sends only flushed WAL. With synchronous_commit off (the throw-away
 		// default) a commit would reach it only when the WAL writer flushes, up to
@@ -249,24 +228,9 @@ func (b *cdcBench) embedded(ctx context.Context) (url string, stop func(context.
 		settings["fsync"] = "on"
 		settings["full_page_writes"] = "on"
 	}
-	cluster, err := pglocal.Start(ctx, pglocal.Config{
-		DataDir:   filepath.Join(dir, "db"),
-		AnyPort:   true,
-		Ephemeral: true,
-		BinDir:    b.pgBin,
-		Settings:  settings,
-	})
+	cluster, stop, err := throwawayCluster(ctx, b.pgBin, settings)
 	if err != nil {
-		_ = os.RemoveAll(dir)
 		return "", nil, err
-	}
-	stop = func(ctx context.Context) error {
-		err := cluster.Stop(ctx)
-		_ = os.RemoveAll(dir)
-		if err != nil {
-			return fmt.Errorf("stop the throw-away PostgreSQL: %w", err)
-		}
-		return nil
 	}
 	migrator, err := supabase.NewMigrator(supabase.MigratorConfig{})
 	if err == nil {
