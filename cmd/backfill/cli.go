@@ -142,6 +142,11 @@ func (f *flags) Duration(p *time.Duration, name, envName string, def time.Durati
 	f.fs.DurationVar(p, name, def, help+" (env "+envName+")")
 }
 
+func (f *flags) Float64(p *float64, name, envName string, def float64, help string) {
+	def = envDefault(f, envName, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }, "a number")
+	f.fs.Float64Var(p, name, def, help+" (env "+envName+")")
+}
+
 // Parse parses args; it rejects stray arguments and unparsable environment values.
 func (f *flags) Parse(args []string) error {
 	if err := f.fs.Parse(args); err != nil {

@@ -19,7 +19,9 @@ type orchConfig struct {
 	provider         string
 	concurrency      int
 	tick             time.Duration
+	lease            time.Duration
 	syntheticLatency time.Duration
+	syntheticErrors  float64
 	alpacaFeed       string
 }
 
@@ -28,7 +30,11 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 		"market-data provider: synthetic (offline, deterministic, stored as provider='synthetic'), alpaca (keys from APCA_API_KEY_ID and APCA_API_SECRET_KEY), massive (key from MASSIVE_API_KEY), or none (no orchestrator in this process)")
 	f.Int(&c.concurrency, "concurrency", "BACKFILL_CONCURRENCY", 5, "runs fetched at once")
 	f.Duration(&c.tick, "tick", "BACKFILL_TICK", 60*time.Second, "planning refresh and safety net; work starts at once on changes, not on the tick")
+	f.Duration(&c.lease, "lease", "BACKFILL_LEASE", 30*time.Second,
+		"how long a claimed run stays leased without a heartbeat; a killed worker's run is queued again within about twice this")
 	f.Duration(&c.syntheticLatency, "synthetic-latency", "BACKFILL_SYNTHETIC_LATENCY", 0, "simulated latency of each synthetic provider call")
+	f.Float64(&c.syntheticErrors, "synthetic-error-rate", "BACKFILL_SYNTHETIC_ERROR_RATE", 0,
+		"fraction of synthetic provider calls, in [0, 1], that fail with a retryable error (fault drills)")
 	f.String(&c.alpacaFeed, "alpaca-feed", "BACKFILL_ALPACA_FEED", "iex", "Alpaca data feed: iex (free) or sip (paid)")
 }
 
@@ -37,7 +43,7 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 func newProvider(c orchConfig, getenv func(string) string, reg prometheus.Registerer, logger *slog.Logger) (orchestrator.Provider, error) {
 	switch c.provider {
 	case "synthetic":
-		return marketdata.NewSynthetic(marketdata.SyntheticConfig{Latency: c.syntheticLatency, Registerer: reg, Logger: logger})
+		return marketdata.NewSynthetic(marketdata.SyntheticConfig{Latency: c.syntheticLatency, ErrorRate: c.syntheticErrors, Registerer: reg, Logger: logger})
 	case "alpaca":
 		return marketdata.NewAlpaca(marketdata.AlpacaConfig{
 			KeyID: getenv("APCA_API_KEY_ID"), SecretKey: getenv("APCA_API_SECRET_KEY"),
@@ -65,7 +71,7 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	o, err := orchestrator.New(orchestrator.Config{
-		Pool: pool, Provider: p, Concurrency: c.concurrency, Tick: c.tick,
+		Pool: pool, Provider: p, Concurrency: c.concurrency, Tick: c.tick, Lease: c.lease,
 		Registerer: reg, Logger: logger.With("component", "orchestrator"),
 	})
 	if err != nil {
