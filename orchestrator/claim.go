@@ -23,9 +23,13 @@ type Run struct {
 	Timeframe marketdata.Timeframe
 	JobType   string
 	Slice     Slice
-	Priority  int
-	Attempt   int // after the claim, so the first claim is 1
-	Owner     string
+	// Fetch is the part of Slice to fetch and cover: all of it, unless the slice is covered
+	// from its start up to some point (an open slice fetched before); then it starts one bar
+	// before that point, so the bar that was still forming then is fetched again.
+	Fetch    Slice
+	Priority int
+	Attempt  int // after the claim, so the first claim is 1
+	Owner    string
 }
 
 // Claim leases up to limit queued runs that are due, for lease, to owner (sql/claim.sql):
@@ -45,10 +49,13 @@ func Claim(ctx context.Context, db DB, owner string, lease time.Duration, limit 
 	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) {
 		var r Run
 		var tf string
+		var windowFrom time.Time
+		var coveredUntil *time.Time
 		err := row.Scan(&r.ID, &r.JobDefID, &r.Symbol, &r.SymbolID, &tf, &r.JobType,
-			&r.Slice.From, &r.Slice.To, &r.Priority, &r.Attempt, &r.Owner)
+			&r.Slice.From, &r.Slice.To, &r.Priority, &r.Attempt, &r.Owner, &windowFrom, &coveredUntil)
 		r.Timeframe = marketdata.Timeframe(tf)
 		r.Slice.From, r.Slice.To = r.Slice.From.UTC(), r.Slice.To.UTC()
+		r.Fetch = fetchRange(Slice{From: windowFrom.UTC(), To: r.Slice.To}, r.Timeframe, coveredUntil)
 		return r, err
 	})
 	if err != nil {
@@ -62,6 +69,21 @@ func Claim(ctx context.Context, db DB, owner string, lease time.Duration, limit 
 		return b.Slice.To.Compare(a.Slice.To)
 	})
 	return runs, nil
+}
+
+// fetchRange is the part of s (the slice clipped to the window) to fetch when [s.From,
+// coveredUntil) is covered already. A part covered nowhere from its start, or covered whole
+// (the planner never queues such a run, so someone asked for it again), is fetched whole. Otherwise the range starts one bar
+// length before coveredUntil: that bar may have been incomplete when it was fetched.
+func fetchRange(s Slice, tf marketdata.Timeframe, coveredUntil *time.Time) Slice {
+	if coveredUntil == nil || !coveredUntil.Before(s.To) {
+		return s
+	}
+	from := coveredUntil.UTC().Add(-tf.Duration())
+	if from.Before(s.From) {
+		from = s.From
+	}
+	return Slice{From: from, To: s.To}
 }
 
 // Heartbeat pushes the run's lease to now() + lease. It returns ErrLeaseLost when the run is

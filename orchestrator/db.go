@@ -31,16 +31,8 @@ var (
 	heartbeatSQL string
 	//go:embed sql/reap.sql
 	reapSQL string
-	//go:embed sql/lock_run.sql
-	lockRunSQL string
-	//go:embed sql/stage.sql
-	stageSQL string
-	//go:embed sql/write_bars.sql
-	writeBarsSQL string
-	//go:embed sql/write_coverage.sql
-	writeCoverageSQL string
-	//go:embed sql/succeed.sql
-	succeedSQL string
+	//go:embed sql/write.sql
+	writeSQL string
 	//go:embed sql/fail.sql
 	failSQL string
 	//go:embed sql/queue.sql

@@ -8,12 +8,14 @@
 // Slice boundaries are multiples of a per-timeframe size counted from the Unix epoch
 // (1970-01-01T00:00:00Z), never from now(), so the same definition always yields the same
 // slices and job_runs' unique key (job_def_id, slice_from, slice_to) makes enqueueing
-// idempotent. The default sizes ([DefaultSliceSizes]) keep a slice well inside one provider
-// page (Alpaca 10,000 bars, Massive 50,000) even for 24/7 symbols: m15 7 days (672 bars),
-// h1 30 days (720), h4 90 days (540), d1 and w1 365 days. Because the grid starts on a
-// Thursday, 7-day m15 slices run Thursday to Thursday. The slices of a window [now −
-// window_days, now] are those that intersect it; the oldest may start before the window and
-// the newest ends after now (it is "open").
+// idempotent. The sizes default to about one provider page ([SliceSizesFor] the provider's
+// page limit, see [Paged]): a page of bars of a symbol trading around the clock, in whole days,
+// capped at ten years. For Alpaca and the synthetic provider (10,000 bars) that is m15 104 days,
+// h1 416, h4 1,666, d1 and w1 3,650, so a default window is one or two slices and one slice is
+// one request. The slices of a window [now − window_days, now] are those that intersect it;
+// the newest ends after now (it is "open"). A run fetches only the part of its slice inside
+// the window as planned (job_runs.window_from): the oldest slice usually starts long before
+// the window does.
 //
 // # Coverage
 //
@@ -21,7 +23,9 @@
 // weekends, holidays). coverage_status.covered keeps the exact union of fetched ranges; a
 // slice fetched while still open is covered only up to the moment it was fetched, so the
 // planner re-queues it on the next tick while the definition is enabled, and once more after
-// it closes, which fills its tail. Closed, covered slices are never queued again. A failed
+// it closes, which fills its tail. Such a refresh fetches only from one bar before the end of
+// the covered stretch (that bar may have been forming), not the whole slice. Closed, covered
+// slices are never queued again, unless the window grows to take more of them. A failed
 // run stays failed until its definition changes (re-enabled, priority raised); the next pass
 // after that queues it again with its attempts reset.
 //
@@ -29,7 +33,8 @@
 //
 // [Claim] takes queued, due runs of enabled definitions with FOR UPDATE SKIP LOCKED, ordered
 // by the definition's priority as it is at that moment (watchlist 300 > chart view 200 >
-// search 100), then newest slice first. [Write] stores a finished slice in one transaction.
+// search 100), then newest slice first. [Write] stores a finished slice with one statement:
+// bars, coverage and success.
 // [Fail] applies the retry rules: retryable errors back off exponentially with jitter up to
 // MaxAttempts; a 429 waits Retry-After without using an attempt; a permanent error fails the
 // run and disables the definition with disabled_reason; a shutdown puts the run back at once.

@@ -17,7 +17,7 @@ var planNow = ts("2026-11-26T15:07:00Z")
 func TestEnqueueMatchesTheGrid(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	sizes := DefaultSliceSizes()
+	sizes := smallSizes()
 	defs := map[marketdata.Timeframe]def{}
 	for _, tf := range marketdata.Timeframes {
 		defs[tf] = addDef(t, pool, "AAPL", tf, 100, 400)
@@ -42,10 +42,10 @@ func TestEnqueueIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "MSFT", marketdata.M15, 100, 30)
-	first, err := Enqueue(t.Context(), pool, DefaultSliceSizes(), planNow)
+	first, err := Enqueue(t.Context(), pool, smallSizes(), planNow)
 	require.NoError(t, err)
 	before := runsOf(t, pool, d.ID)
-	second, err := Enqueue(t.Context(), pool, DefaultSliceSizes(), planNow.Add(time.Minute))
+	second, err := Enqueue(t.Context(), pool, smallSizes(), planNow.Add(time.Minute))
 	require.NoError(t, err)
 	require.Equal(t, len(before), first.Inserted)
 	require.Equal(t, EnqueueResult{}, second, "a second tick adds and re-queues nothing while runs are queued")
@@ -62,7 +62,7 @@ func TestEnqueueSkipsDisabledDefinitions(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "IBM", marketdata.H1, 100, 30)
 	exec(t, pool, `UPDATE job_definitions SET enabled = false WHERE id = $1`, d.ID)
-	res, err := Enqueue(t.Context(), pool, DefaultSliceSizes(), planNow)
+	res, err := Enqueue(t.Context(), pool, smallSizes(), planNow)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res)
 	require.Empty(t, runsOf(t, pool, d.ID))
@@ -73,13 +73,13 @@ func TestEnqueueCoveredEvenIfEmpty(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "NVDA", marketdata.M15, 100, 30)
-	_, err := Enqueue(t.Context(), pool, DefaultSliceSizes(), planNow)
+	_, err := Enqueue(t.Context(), pool, smallSizes(), planNow)
 	require.NoError(t, err)
 	runs := claimAll(t, pool, "w1")
 	require.Len(t, runs, 6)
 	writeAll(t, pool, runs, planNow)
 
-	res, err := Enqueue(t.Context(), pool, DefaultSliceSizes(), planNow.Add(time.Minute))
+	res, err := Enqueue(t.Context(), pool, smallSizes(), planNow.Add(time.Minute))
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice is fetched again")
 	got := runsOf(t, pool, d.ID)
@@ -99,7 +99,7 @@ func TestEnqueueCoveredEvenIfEmpty(t *testing.T) {
 func TestEnqueueOpenSliceLifecycle(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	sizes := DefaultSliceSizes()
+	sizes := smallSizes()
 	d := addDef(t, pool, "TSLA", marketdata.M15, 100, 7)
 	_, err := Enqueue(t.Context(), pool, sizes, planNow)
 	require.NoError(t, err)
@@ -138,15 +138,15 @@ func TestEnqueueRetriesFailedSlicesOfAChangedDefinition(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "BACK", marketdata.H1, 100, 1)
 	now := planNow
-	run := claimOne(t, pool, d, Window(DefaultSliceSizes()[marketdata.H1], 1, now)[0])
+	run := claimOne(t, pool, d, Window(smallSizes()[marketdata.H1], 1, now)[0])
 	_, err := Fail(t.Context(), pool, run, &marketdata.Error{Provider: "alpaca", Kind: marketdata.Permanent, Code: "http_404", Message: "not found"}, RetryPolicy{})
 	require.NoError(t, err)
-	res, err := Enqueue(t.Context(), pool, DefaultSliceSizes(), now)
+	res, err := Enqueue(t.Context(), pool, smallSizes(), now)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res, "a disabled definition is not planned")
 
 	exec(t, pool, `UPDATE job_definitions SET enabled = true, disabled_reason = NULL WHERE id = $1`, d.ID)
-	_, err = Enqueue(t.Context(), pool, DefaultSliceSizes(), now)
+	_, err = Enqueue(t.Context(), pool, smallSizes(), now)
 	require.NoError(t, err)
 	r := runByID(t, pool, d.ID, run.ID)
 	require.Equal(t, "queued", r.Status)
@@ -162,7 +162,7 @@ func TestEnqueueRetriesFailedSlicesOfAChangedDefinition(t *testing.T) {
 	require.Equal(t, run.ID, target.ID)
 	_, err = Fail(t.Context(), pool, target, &marketdata.Error{Provider: "alpaca", Kind: marketdata.Retryable, Code: "http_503", Message: "x"}, RetryPolicy{MaxAttempts: 1})
 	require.NoError(t, err)
-	res, err = Enqueue(t.Context(), pool, DefaultSliceSizes(), now)
+	res, err = Enqueue(t.Context(), pool, smallSizes(), now)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res)
 	require.Equal(t, "failed", runByID(t, pool, d.ID, run.ID).Status)
@@ -177,4 +177,86 @@ func runByID(t *testing.T, pool *pgxpool.Pool, defID, id string) runRow {
 	}
 	t.Fatalf("run %s not found", id)
 	return runRow{}
+}
+
+// An open slice is fetched whole once, then refreshed from one bar before where its coverage
+// ends; the covered set stays one stretch and no bar is written twice.
+func TestOpenSliceRefreshFetchesOnlyTheTail(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.DB(t)
+	addDef(t, pool, "TAIL", marketdata.H1, 100, 1)
+	sizes := smallSizes()
+	s := Window(sizes[marketdata.H1], 1, planNow)
+	open := s[len(s)-1]
+	require.True(t, open.Open(planNow))
+
+	_, err := Enqueue(t.Context(), pool, sizes, planNow)
+	require.NoError(t, err)
+	var first Run
+	for _, r := range claimAll(t, pool, "w1") {
+		if r.Slice == open {
+			first = r
+		}
+	}
+	require.Equal(t, Slice{From: planNow.AddDate(0, 0, -1), To: open.To}, first.Fetch, "first fetch: the slice from the window's start")
+	_, err = Write(t.Context(), pool, first, Fetched{Provider: "synthetic", Bars: hourBars(open.From, int(planNow.Sub(open.From)/time.Hour)+1, 10), Until: planNow})
+	require.NoError(t, err)
+
+	later := planNow.Add(3 * time.Hour)
+	res, err := Enqueue(t.Context(), pool, sizes, later)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Requeued, "the open slice is refreshed")
+	refresh := claimAll(t, pool, "w1")
+	require.Len(t, refresh, 1)
+	require.Equal(t, Slice{From: planNow.Add(-time.Hour), To: open.To}, refresh[0].Fetch, "refresh starts one bar before the covered end")
+
+	// The provider answers from 14:00: that bar was complete at the first fetch (15:07) and
+	// lies before the refresh range, so it is not written; 15:00 was still forming then and
+	// changes; 16:00 to 18:00 are new.
+	bars := hourBars(ts("2026-11-26T14:00:00Z"), 5, 11)
+	n, err := Write(t.Context(), pool, refresh[0], Fetched{Provider: "synthetic", Bars: bars, Until: later})
+	require.NoError(t, err)
+	require.EqualValues(t, 4, n, "the bars of the tail, changed or new")
+	var old float64
+	require.NoError(t, pool.QueryRow(t.Context(), `SELECT open::float8 FROM ohlc_bars_v2 WHERE ts = '2026-11-26T14:00:00Z'`).Scan(&old))
+	require.Equal(t, 10.0, old, "a bar before the refresh range is left as it was")
+	var covered string
+	require.NoError(t, pool.QueryRow(t.Context(), `SELECT covered::text FROM coverage_status WHERE symbol = 'TAIL' AND timeframe = 'h1'`).Scan(&covered))
+	var stretches int
+	require.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM coverage_status c, unnest(c.covered) WHERE symbol = 'TAIL' AND timeframe = 'h1'`).Scan(&stretches))
+	require.Equal(t, 1, stretches, "one stretch: %s", covered)
+	var upper time.Time
+	require.NoError(t, pool.QueryRow(t.Context(), `SELECT upper(covered) FROM coverage_status WHERE symbol = 'TAIL' AND timeframe = 'h1'`).Scan(&upper))
+	require.True(t, upper.Equal(later), "covered up to the refresh: %s", upper)
+}
+
+// A closed slice fetched only from the window's start is planned again when the window grows
+// to take more of it, and then fetched from the new start; otherwise it is left alone.
+func TestEnqueueGrownWindowRefetchesTheOldestSlice(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.DB(t)
+	d := addDef(t, pool, "GROW", marketdata.H1, 100, 40)
+	sizes := smallSizes()
+	_, err := Enqueue(t.Context(), pool, sizes, planNow)
+	require.NoError(t, err)
+	runs := claimAll(t, pool, "w1")
+	oldest := runs[len(runs)-1]
+	require.Equal(t, planNow.AddDate(0, 0, -40), oldest.Fetch.From, "the oldest slice is fetched from the window's start")
+	require.True(t, oldest.Slice.From.Before(oldest.Fetch.From))
+	writeAll(t, pool, runs, planNow)
+
+	res, err := Enqueue(t.Context(), pool, sizes, planNow)
+	require.NoError(t, err)
+	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice")
+	claimAll(t, pool, "w1")
+
+	exec(t, pool, `UPDATE job_definitions SET window_days = 45 WHERE id = $1`, d.ID)
+	res, err = Enqueue(t.Context(), pool, sizes, planNow)
+	require.NoError(t, err)
+	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the oldest slice again; the open one is still running")
+	again := claimAll(t, pool, "w1")
+	require.Len(t, again, 1)
+	require.Equal(t, oldest.Slice, again[0].Slice)
+	require.Equal(t, Slice{From: planNow.AddDate(0, 0, -45), To: oldest.Slice.To}, again[0].Fetch,
+		"fetched from the new start: the covered stretch does not hold it")
 }

@@ -104,3 +104,16 @@ func contextCanceled() error {
 	cancel()
 	return ctx.Err()
 }
+
+// smallSizes is a grid whose slices are small enough that a window holds several of them
+// (m15 7 days, h1 30, h4 90, d1 and w1 365).
+func smallSizes() SliceSizes {
+	const day = 24 * time.Hour
+	return SliceSizes{
+		marketdata.M15: 7 * day,
+		marketdata.H1:  30 * day,
+		marketdata.H4:  90 * day,
+		marketdata.D1:  365 * day,
+		marketdata.W1:  365 * day,
+	}
+}

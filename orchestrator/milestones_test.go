@@ -17,7 +17,7 @@ func TestMilestones(t *testing.T) {
 	d := addDef(t, pool, "AAPL", marketdata.H1, 100, 60)
 	var updatedBefore time.Time
 	require.NoError(t, pool.QueryRow(ctx, `SELECT updated_at FROM job_definitions WHERE id = $1`, d.ID).Scan(&updatedBefore))
-	_, err := Enqueue(ctx, pool, DefaultSliceSizes(), time.Now())
+	_, err := Enqueue(ctx, pool, smallSizes(), time.Now())
 	require.NoError(t, err)
 	runs := claimAll(t, pool, "w1")
 	require.Greater(t, len(runs), 2, "a 60-day h1 window is several 30-day slices")

@@ -28,10 +28,19 @@ type Provider interface {
 	Bars(ctx context.Context, req marketdata.Request) ([]marketdata.Bar, error)
 }
 
+// Paged is a Provider that says how many bars one request returns; the default slices are
+// sized to it.
+type Paged interface {
+	PageLimit() int
+}
+
 var (
 	_ Provider = (*marketdata.Synthetic)(nil)
 	_ Provider = (*marketdata.Alpaca)(nil)
 	_ Provider = (*marketdata.Massive)(nil)
+	_ Paged    = (*marketdata.Synthetic)(nil)
+	_ Paged    = (*marketdata.Alpaca)(nil)
+	_ Paged    = (*marketdata.Massive)(nil)
 )
 
 // Outcomes of a run beyond those of Fail.
@@ -61,7 +70,8 @@ type Config struct {
 	MaxAttempts int
 	// Retry sets the backoff of retryable failures. Default: RetryPolicy defaults.
 	Retry RetryPolicy
-	// SliceSizes is the grid per timeframe. Default DefaultSliceSizes().
+	// SliceSizes is the grid per timeframe. Default: SliceSizesFor(the provider's PageLimit)
+	// when the provider has one (see Paged), else DefaultSliceSizes().
 	SliceSizes SliceSizes
 	// FetchTimeout bounds one provider call (all pages of one slice). Default 2m.
 	FetchTimeout time.Duration
@@ -92,7 +102,11 @@ func (c Config) withDefaults() Config {
 	c.Retry.MaxAttempts = c.MaxAttempts
 	c.Retry = c.Retry.withDefaults()
 	if c.SliceSizes == nil {
-		c.SliceSizes = DefaultSliceSizes()
+		if p, ok := c.Provider.(Paged); ok {
+			c.SliceSizes = SliceSizesFor(p.PageLimit())
+		} else {
+			c.SliceSizes = DefaultSliceSizes()
+		}
 	}
 	if c.FetchTimeout == 0 {
 		c.FetchTimeout = 2 * time.Minute
@@ -415,7 +429,7 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	until := o.cfg.Now()
 	fetchCtx, fetchCancel := context.WithTimeout(runCtx, o.cfg.FetchTimeout)
 	bars, err := o.cfg.Provider.Bars(fetchCtx, marketdata.Request{
-		Symbol: run.Symbol, Timeframe: run.Timeframe, From: run.Slice.From, To: run.Slice.To,
+		Symbol: run.Symbol, Timeframe: run.Timeframe, From: run.Fetch.From, To: run.Fetch.To,
 	})
 	fetchCancel()
 	close(stopBeat)

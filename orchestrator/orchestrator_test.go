@@ -28,7 +28,8 @@ type fakeProvider struct {
 func (f *fakeProvider) Name() string { return "synthetic" }
 
 func (f *fakeProvider) Bars(ctx context.Context, req marketdata.Request) ([]marketdata.Bar, error) {
-	key := fmt.Sprintf("%s/%s/%s", req.Symbol, req.Timeframe, req.From.Format(time.RFC3339))
+	// Keyed by the end: a slice's fetch may start at the window's start, never elsewhere.
+	key := fmt.Sprintf("%s/%s/%s", req.Symbol, req.Timeframe, req.To.Format(time.RFC3339))
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
@@ -154,6 +155,7 @@ func TestOrchestratorBackfillsWhenNotified(t *testing.T) {
 	<-plans // the pass at start, with nothing to do
 
 	// The definition arrives with the replicator's notification.
+	before := time.Now()
 	d := addDef(t, pool, "AAPL", marketdata.M15, 300, 21)
 	exec(t, pool, `SELECT pg_notify($1, '')`, replicator.NotifyChannel)
 	got := waitIdle(t, pool, events, o)
@@ -170,7 +172,9 @@ func TestOrchestratorBackfillsWhenNotified(t *testing.T) {
 	}
 	require.Equal(t, len(want), countBars(t, pool, d))
 	c := coverageOf(t, pool, d)
-	require.Equal(t, want[0].From, c.From.UTC())
+	require.True(t, want[0].From.Before(*c.From), "the oldest slice is fetched from the window's start, not its own")
+	require.False(t, c.From.Before(before.AddDate(0, 0, -21)), "covered from the window's start %s", *c.From)
+	require.False(t, c.From.After(time.Now().AddDate(0, 0, -21)), "covered from the window's start %s", c.From)
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.completed.WithLabelValues("m15", "success")))
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.barsWritten.WithLabelValues("m15")))
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.claimed))
@@ -232,7 +236,7 @@ func TestTwoOrchestratorsShareTheWork(t *testing.T) {
 			if s.Open(now) {
 				continue // the open slice is fetched again by every planning pass
 			}
-			require.Equal(t, 1, p.callsOf(fmt.Sprintf("%s/h1/%s", d.Symbol, s.From.Format(time.RFC3339))), "%s %v", d.Symbol, s.From)
+			require.Equal(t, 1, p.callsOf(fmt.Sprintf("%s/h1/%s", d.Symbol, s.To.Format(time.RFC3339))), "%s %v", d.Symbol, s.From)
 		}
 	}
 	var dupes int

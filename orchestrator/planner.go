@@ -14,16 +14,28 @@ import (
 // seconds; the grid is anchored at the Unix epoch, so every boundary is a multiple of it.
 type SliceSizes map[marketdata.Timeframe]time.Duration
 
-// DefaultSliceSizes keep one slice inside one provider page even for symbols that trade
-// around the clock (the longest: 720 h1 bars against Alpaca's 10,000 per page).
-func DefaultSliceSizes() SliceSizes {
-	return SliceSizes{
-		marketdata.M15: 7 * 24 * time.Hour,
-		marketdata.H1:  30 * 24 * time.Hour,
-		marketdata.H4:  90 * 24 * time.Hour,
-		marketdata.D1:  365 * 24 * time.Hour,
-		marketdata.W1:  365 * 24 * time.Hour,
+// DefaultSliceSizes are the slices for a provider whose page size is unknown: each stays
+// inside one page of 1,000 bars even for symbols that trade around the clock (m15 10 days,
+// h1 41, h4 166, d1 1,000, w1 3,650).
+func DefaultSliceSizes() SliceSizes { return SliceSizesFor(1000) }
+
+// maxSliceDays caps a slice: ten years, beyond any default window.
+const maxSliceDays = 3650
+
+// SliceSizesFor sizes each timeframe's slice to about one provider page of pageLimit bars:
+// pageLimit bars of a symbol that trades around the clock (the densest case), cut down to
+// whole days, at least one day and at most ten years. One slice is then one request, and a
+// window of the default length is one or two slices: per-run overhead stays small, while an
+// open slice is refreshed from where its coverage ends, not fetched whole again.
+func SliceSizesFor(pageLimit int) SliceSizes {
+	const day = 24 * time.Hour
+	s := make(SliceSizes, len(marketdata.Timeframes))
+	for _, tf := range marketdata.Timeframes {
+		// In minutes: pageLimit weeks in nanoseconds would overflow.
+		days := int64(max(pageLimit, 1)) * int64(tf.Duration()/time.Minute) / int64(day/time.Minute)
+		s[tf] = time.Duration(min(max(days, 1), maxSliceDays)) * day
 	}
+	return s
 }
 
 // validate reports a size that is missing, not positive or not whole seconds.

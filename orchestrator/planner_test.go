@@ -55,7 +55,7 @@ func TestSlices(t *testing.T) {
 
 func TestWindowIsOnTheGridWhateverNow(t *testing.T) {
 	t.Parallel()
-	sizes := DefaultSliceSizes()
+	sizes := smallSizes()
 	require.NoError(t, sizes.validate())
 	for _, tf := range marketdata.Timeframes {
 		size := sizes[tf]
@@ -95,13 +95,68 @@ func TestSliceSizesValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := DefaultSliceSizes()
+			s := smallSizes()
 			tt.patch(s)
 			if tt.ok {
 				require.NoError(t, s.validate())
 			} else {
 				require.Error(t, s.validate())
 			}
+		})
+	}
+}
+
+func TestSliceSizesFor(t *testing.T) {
+	t.Parallel()
+	const day = 24 * time.Hour
+	tests := []struct {
+		name      string
+		pageLimit int
+		want      SliceSizes
+	}{
+		{"alpaca", 10000, SliceSizes{marketdata.M15: 104 * day, marketdata.H1: 416 * day, marketdata.H4: 1666 * day, marketdata.D1: 3650 * day, marketdata.W1: 3650 * day}},
+		{"massive", 50000, SliceSizes{marketdata.M15: 520 * day, marketdata.H1: 2083 * day, marketdata.H4: 3650 * day, marketdata.D1: 3650 * day, marketdata.W1: 3650 * day}},
+		{"unknown", 1000, SliceSizes{marketdata.M15: 10 * day, marketdata.H1: 41 * day, marketdata.H4: 166 * day, marketdata.D1: 1000 * day, marketdata.W1: 3650 * day}},
+		{"tiny page: at least a day", 5, SliceSizes{marketdata.M15: day, marketdata.H1: day, marketdata.H4: day, marketdata.D1: 5 * day, marketdata.W1: 35 * day}},
+		{"no page: treated as one bar", 0, SliceSizes{marketdata.M15: day, marketdata.H1: day, marketdata.H4: day, marketdata.D1: day, marketdata.W1: 7 * day}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := SliceSizesFor(tt.pageLimit)
+			require.Equal(t, tt.want, got)
+			require.NoError(t, got.validate())
+			for _, tf := range marketdata.Timeframes {
+				if got[tf] < maxSliceDays*day && got[tf] > day {
+					require.LessOrEqual(t, int(got[tf]/tf.Duration()), max(tt.pageLimit, 1), "%s: one slice of round-the-clock bars fits a page", tf)
+				}
+			}
+		})
+	}
+	require.Equal(t, SliceSizesFor(1000), DefaultSliceSizes())
+}
+
+func TestFetchRange(t *testing.T) {
+	t.Parallel()
+	s := Slice{From: ts("2026-11-01T00:00:00Z"), To: ts("2026-12-01T00:00:00Z")}
+	at := func(v string) *time.Time { x := ts(v); return &x }
+	tests := []struct {
+		name    string
+		tf      marketdata.Timeframe
+		covered *time.Time
+		want    Slice
+	}{
+		{"nothing covered", marketdata.M15, nil, s},
+		{"covered to mid-slice: from one bar before", marketdata.M15, at("2026-11-26T15:07:00Z"), Slice{From: ts("2026-11-26T14:52:00Z"), To: s.To}},
+		{"h1 bar", marketdata.H1, at("2026-11-26T15:07:00Z"), Slice{From: ts("2026-11-26T14:07:00Z"), To: s.To}},
+		{"covered less than a bar: whole slice", marketdata.D1, at("2026-11-01T12:00:00Z"), s},
+		{"covered whole: asked again, whole slice", marketdata.M15, at("2026-12-01T00:00:00Z"), s},
+		{"covered beyond: whole slice", marketdata.M15, at("2026-12-05T00:00:00Z"), s},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, fetchRange(s, tt.tf, tt.covered))
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,13 +12,18 @@ import (
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
-// BenchmarkWrite writes one 10,000-bar slice per iteration (new bars each time) and reports
-// bars/s.
+// BenchmarkWrite writes one slice per iteration (new bars each time) and reports bars/s: 500
+// bars (a month of m15 bars of a stock) and 10,000 (a full provider page).
 func BenchmarkWrite(b *testing.B) {
+	for _, n := range []int{500, 10000} {
+		b.Run(fmt.Sprintf("bars=%d", n), func(b *testing.B) { benchmarkWrite(b, n) })
+	}
+}
+
+func benchmarkWrite(b *testing.B, n int) {
 	pool := pgtest.DB(b)
 	d := benchDef(b, pool)
-	const n = 10000
-	size := n * time.Minute * 15
+	size := time.Duration(n) * 15 * time.Minute
 	start := ts("2020-01-02T00:00:00Z")
 	i := 0
 	for b.Loop() {

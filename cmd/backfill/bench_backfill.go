@@ -412,7 +412,7 @@ func waitCounter(ctx context.Context, reg *prometheus.Registry, name string, wan
 func printBackfill(w io.Writer, all []backfillFigures) error {
 	fmt.Fprintf(w, "\nBackfill: makespan = the definitions' transaction -> the last run's commit;\n"+
 		"bars/s = bars / makespan; writer bars/s = bars / the summed length of the write transactions\n"+
-		"(COPY + upsert + coverage + success, BEGIN to commit, one writer's rate); bound = ceil(runs / conc) × latency,\n"+
+		"(the one statement writing bars, coverage and success, start to commit; one writer's rate); bound = ceil(runs / conc) × latency,\n"+
 		"the least any design needs for these runs at this concurrency; original = runs / 5 per 60 s tick\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency\tconc\tdefs\truns\tfailed\tmakespan\tbound\tbars\tbars/s\twriter bars/s\toriginal\tspeed-up\t")
@@ -463,7 +463,7 @@ func printBackfill(w io.Writer, all []backfillFigures) error {
 		runs int64
 	}{
 		{"one run per definition (its docs: 60 jobs, 12 min)", best.defs},
-		{"our slices (m15 7 d, h1 30 d, h4 90 d)", best.runs},
+		{"our slices (one provider page each)", best.runs},
 		{"its own 2 h intraday slices", best.origSlices},
 	} {
 		orig := originalTime(row.runs)

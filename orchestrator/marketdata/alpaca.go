@@ -125,6 +125,9 @@ func NewAlpaca(cfg AlpacaConfig) (*Alpaca, error) {
 // Name returns "alpaca".
 func (a *Alpaca) Name() string { return "alpaca" }
 
+// PageLimit is the most bars one request returns (the API's maximum limit).
+func (a *Alpaca) PageLimit() int { return alpacaPageLimit }
+
 // alpacaPage decodes both shapes: multi-symbol {"bars": {"SYM": [...]}} and the legacy
 // single-symbol {"bars": [...], "symbol": "SYM"}; bars may be {} or null, a symbol without bars
 // is absent. next_page_token is null on the last page.

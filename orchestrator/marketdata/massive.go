@@ -124,6 +124,9 @@ func NewMassive(cfg MassiveConfig) (*Massive, error) {
 // Name returns "massive".
 func (m *Massive) Name() string { return "massive" }
 
+// PageLimit is the most bars one request returns (the API's maximum limit).
+func (m *Massive) PageLimit() int { return massivePageLimit }
+
 // massivePage is one aggregates page. results may be null, [] or missing when empty; next_url
 // is present only when another page exists. status is not trusted: the HTTP code decides.
 type massivePage struct {

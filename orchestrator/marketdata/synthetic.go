@@ -18,8 +18,12 @@ import (
 // SyntheticConfig configures the offline provider. The zero value is a fast, error-free
 // provider on the wall clock.
 type SyntheticConfig struct {
-	// Latency is slept (interruptibly) before every answer, to simulate a network. Default 0.
+	// Latency is slept (interruptibly) once per page of an answer, to simulate a network: a
+	// range of more than PageLimit bars costs several round trips, as with a real provider.
+	// Default 0.
 	Latency time.Duration
+	// PageLimit is the simulated page size in bars. Default 10,000 (Alpaca's).
+	PageLimit int
 	// ErrorRate is the fraction of calls, in [0, 1], that fail with a retryable error. Default 0.
 	ErrorRate float64
 	// Seed makes the sequence of injected errors reproducible (the n-th call fails or not for
@@ -40,12 +44,18 @@ func (c SyntheticConfig) withDefaults() SyntheticConfig {
 	if c.Logger == nil {
 		c.Logger = discard()
 	}
+	if c.PageLimit == 0 {
+		c.PageLimit = alpacaPageLimit
+	}
 	return c
 }
 
 func (c SyntheticConfig) validate() error {
 	if c.Latency < 0 {
 		return errors.New("synthetic: Latency must not be negative")
+	}
+	if c.PageLimit < 1 {
+		return fmt.Errorf("synthetic: PageLimit %d: want at least 1", c.PageLimit)
 	}
 	if c.ErrorRate < 0 || c.ErrorRate > 1 || math.IsNaN(c.ErrorRate) {
 		return fmt.Errorf("synthetic: ErrorRate %v is outside [0, 1]", c.ErrorRate)
@@ -107,8 +117,20 @@ func (s *Synthetic) bars(ctx context.Context, req Request) ([]Bar, error) {
 	if err := req.check("synthetic"); err != nil {
 		return nil, err
 	}
+	// Never a bar that starts after now: the range becomes [From, min(To, now+1ns)).
+	to := req.To
+	if now := s.cfg.Now(); now.Before(to) {
+		to = now.Add(time.Nanosecond)
+	}
+	var out []Bar
+	if to.After(req.From) {
+		for _, ts := range s.starts(req.Symbol, req.Timeframe, req.From.UTC(), to.UTC()) {
+			out = append(out, s.bar(req.Symbol, req.Timeframe, ts))
+		}
+	}
 	if s.cfg.Latency > 0 {
-		t := time.NewTimer(s.cfg.Latency)
+		pages := max(1, (len(out)+s.cfg.PageLimit-1)/s.cfg.PageLimit)
+		t := time.NewTimer(time.Duration(pages) * s.cfg.Latency)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -126,20 +148,11 @@ func (s *Synthetic) bars(ctx context.Context, req Request) ([]Bar, error) {
 			return nil, &Error{Provider: "synthetic", Kind: Retryable, Code: CodeInjected, Message: "injected error (simulated provider fault)"}
 		}
 	}
-	// Never a bar that starts after now: the range becomes [From, min(To, now+1ns)).
-	to := req.To
-	if now := s.cfg.Now(); now.Before(to) {
-		to = now.Add(time.Nanosecond)
-	}
-	if !to.After(req.From) {
-		return nil, nil
-	}
-	var out []Bar
-	for _, ts := range s.starts(req.Symbol, req.Timeframe, req.From.UTC(), to.UTC()) {
-		out = append(out, s.bar(req.Symbol, req.Timeframe, ts))
-	}
 	return out, nil
 }
+
+// PageLimit is the simulated page size in bars.
+func (s *Synthetic) PageLimit() int { return s.cfg.PageLimit }
 
 // starts lists the bar starts in [from, to), ascending, UTC.
 func (s *Synthetic) starts(symbol string, tf Timeframe, from, to time.Time) []time.Time {

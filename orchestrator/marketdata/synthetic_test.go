@@ -227,16 +227,26 @@ func TestSyntheticLatency(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.False(t, IsRetryable(err))
 	require.Less(t, time.Since(start), 10*time.Second)
+
+	// The latency is per page: 25 round-the-clock m15 bars are three pages of 10.
+	paged := newTestSynthetic(t, func(c *SyntheticConfig) { c.Latency = 30 * time.Millisecond; c.PageLimit = 10 })
+	require.Equal(t, 10, paged.PageLimit())
+	start = time.Now()
+	bars, err := paged.Bars(context.Background(), Request{Symbol: "BTC/USD", Timeframe: M15, From: utc("2026-03-02T00:00:00Z"), To: utc("2026-03-02T06:15:00Z")})
+	require.NoError(t, err)
+	require.Len(t, bars, 25)
+	require.GreaterOrEqual(t, time.Since(start), 90*time.Millisecond)
 }
 
 func TestSyntheticConfigAndRequests(t *testing.T) {
 	t.Parallel()
-	for _, cfg := range []SyntheticConfig{{ErrorRate: 1.5}, {ErrorRate: -0.1}, {Latency: -time.Second}} {
+	for _, cfg := range []SyntheticConfig{{ErrorRate: 1.5}, {ErrorRate: -0.1}, {Latency: -time.Second}, {PageLimit: -1}} {
 		_, err := NewSynthetic(cfg)
 		require.Error(t, err, fmt.Sprint(cfg))
 	}
 	s := newTestSynthetic(t, nil)
 	require.Equal(t, "synthetic", s.Name())
+	require.Equal(t, 10000, s.PageLimit(), "Alpaca's page by default")
 	_, err := s.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: "mn1", From: utc("2026-03-02T00:00:00Z"), To: utc("2026-03-03T00:00:00Z")})
 	require.True(t, IsPermanent(err))
 	bars, err := s.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: D1, From: utc("2026-03-03T00:00:00Z"), To: utc("2026-03-02T00:00:00Z")})

@@ -3,7 +3,10 @@
 --
 -- The grid: slice k of a timeframe is [k*size, (k+1)*size) seconds after the Unix epoch; the
 -- window [now - window_days, now) takes k from floor(start/size) to ceil(now/size) - 1.
--- A slice is skipped when coverage_status.covered contains it whole. For a slice that is not
+-- A run fetches only the part of its slice inside the window, [window_from, slice_to) with
+-- window_from = greatest(slice_from, now - window_days): slices are a provider page long, so
+-- the oldest one usually starts long before the window.
+-- A slice is skipped when coverage_status.covered contains that part. For a slice that is not
 -- covered and already has a run, only a successful run is set back to queued: that is the
 -- open slice (covered only up to when it was fetched) and, once, the slice that just closed.
 -- A failed run is queued again (attempts reset) only once its definition changed after it
@@ -12,7 +15,8 @@
 -- The coverage filter reads the statement's snapshot, but ON CONFLICT sees the run as it is
 -- now: a closed slice whose run succeeded while this statement ran would look uncovered and be
 -- queued again. Hence the second condition, on the run's own row: only a run claimed before its
--- slice ended (started_at < slice_to) can have left the slice partly covered.
+-- slice ended (started_at < slice_to) can have left the slice partly covered, or one planned
+-- for less of the slice than the window now asks (window_days grew).
 WITH sizes AS (
   SELECT s.timeframe, s.size_s
   FROM unnest($1::text[], $2::bigint[]) AS s (timeframe, size_s)
@@ -23,8 +27,9 @@ defs AS (
   JOIN sizes s ON s.timeframe = d.timeframe
   WHERE d.enabled
 ),
-slices AS (
+grid AS (
   SELECT d.id AS job_def_id, d.symbol, d.timeframe, d.job_type,
+         $3::timestamptz - make_interval(days => d.window_days) AS window_start,
          to_timestamp(k * d.size_s) AS slice_from,
          to_timestamp((k + 1) * d.size_s) AS slice_to
   FROM defs d,
@@ -32,18 +37,23 @@ slices AS (
          floor(extract(epoch FROM $3::timestamptz - make_interval(days => d.window_days)) / d.size_s)::bigint,
          ceil(extract(epoch FROM $3::timestamptz) / d.size_s)::bigint - 1
        ) AS k
+),
+slices AS (
+  SELECT g.*, greatest(g.slice_from, g.window_start) AS window_from FROM grid g
 )
-INSERT INTO public.job_runs AS r (job_def_id, symbol, timeframe, job_type, slice_from, slice_to, triggered_by)
-SELECT s.job_def_id, s.symbol, s.timeframe, s.job_type, s.slice_from, s.slice_to, 'planner'
+INSERT INTO public.job_runs AS r (job_def_id, symbol, timeframe, job_type, slice_from, slice_to, window_from, triggered_by)
+SELECT s.job_def_id, s.symbol, s.timeframe, s.job_type, s.slice_from, s.slice_to, s.window_from, 'planner'
 FROM slices s
 LEFT JOIN public.coverage_status c ON c.symbol = s.symbol AND c.timeframe = s.timeframe
-WHERE c.covered IS NULL OR NOT c.covered @> tstzrange(s.slice_from, s.slice_to)
+WHERE c.covered IS NULL OR NOT c.covered @> tstzrange(s.window_from, s.slice_to)
 ORDER BY s.job_def_id, s.slice_from
 ON CONFLICT (job_def_id, slice_from, slice_to) DO UPDATE
   SET status = 'queued', attempt = 0, next_attempt_at = now(), error_code = NULL,
       error_message = NULL, started_at = NULL, finished_at = NULL, progress_percent = 0,
-      lease_owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL, triggered_by = 'planner'
-  WHERE (r.status = 'success' AND (r.started_at IS NULL OR r.started_at < r.slice_to))
+      lease_owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL, triggered_by = 'planner',
+      window_from = EXCLUDED.window_from
+  WHERE (r.status = 'success' AND (r.started_at IS NULL OR r.started_at < r.slice_to
+                                   OR EXCLUDED.window_from < coalesce(r.window_from, r.slice_from)))
      OR (r.status = 'failed' AND EXISTS (
            SELECT 1 FROM public.job_definitions d
            WHERE d.id = r.job_def_id AND d.updated_at > r.finished_at))
