@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -39,6 +40,14 @@ var (
 	benchBackfillSettingsSQL string
 	//go:embed sql/bench_backfill_windows.sql
 	benchBackfillWindowsSQL string
+	//go:embed sql/bench_backfill_track.sql
+	benchBackfillTrackSQL string
+)
+
+// The ways the benchmark's work can appear.
+const (
+	viaTracking    = "tracking"    // tracking rows, turned into definitions by the replicator
+	viaDefinitions = "definitions" // the seed's definitions, inserted directly
 )
 
 // The original design's pace: one pg_cron tick a minute dispatching 5 runs.
@@ -53,6 +62,7 @@ type backfillBench struct {
 	latencies   []time.Duration
 	concurrency []int
 	tickers     int
+	via         string
 	timeout     time.Duration
 	fsync       bool
 	logger      *slog.Logger
@@ -84,21 +94,25 @@ func benchBackfill(ctx context.Context, e *env, args []string) (err error) {
 		log                 logging
 	)
 	f := newFlags(e, "bench backfill", "[--latencies 0s,100ms] [--concurrency 5,32] [--tickers 20]",
-		"The original test case: the seed's 20 tickers × m15/h1/h4 (60 definitions) from their\n"+
-			"definitions' commit to every window covered, with the synthetic provider at each of\n"+
-			"--latencies and the orchestrator at each of --concurrency. It starts a throw-away PostgreSQL\n"+
+		"The original test case: the seed's 20 tickers × m15/h1/h4 (60 definitions) from tracking\n"+
+			"to every window covered, with the synthetic provider at each of --latencies and the\n"+
+			"orchestrator at each of --concurrency. It starts a throw-away PostgreSQL\n"+
 			"(track_commit_timestamp on), migrates and seeds a template database, and measures every\n"+
-			"combination on a fresh copy of it: the orchestrator starts idle, the definitions appear in\n"+
-			"one transaction with a notification on its channel (as the replicator sends; `bench cdc`\n"+
-			"measures the replicator), and the figures come from the database clock: makespan, bars\n"+
-			"and bars/s, runs, and pickup latency. Beside them, the original design's arithmetic for\n"+
-			"the same work (60 s tick, 5 runs per tick) and the issue's goals. It exits 1 when a\n"+
-			"combination does not finish within --timeout or a run fails.")
+			"combination on a fresh copy of it: the replicator and the orchestrator start idle, the\n"+
+			"tickers become tracked in one transaction (anonymous watchlist interest, as one\n"+
+			"sync-user-symbols call), the replicator creates the definitions and wakes the orchestrator,\n"+
+			"and the figures come from the database clock: makespan, bars and bars/s, runs, and pickup\n"+
+			"latency. With --via definitions the seed's definitions appear directly instead, with the\n"+
+			"replicator's notification (the orchestrator alone; `bench cdc` measures the replicator).\n"+
+			"Beside them, the original design's arithmetic for the same work (60 s tick, 5 runs per\n"+
+			"tick) and the issue's goals. It exits 1 when a combination does not finish within\n"+
+			"--timeout or a run fails.")
 	f.String(&latencies, "latencies", "BACKFILL_BENCH_LATENCIES", "0s,100ms", "simulated provider latencies per call, comma-separated")
 	f.String(&concText, "concurrency", "BACKFILL_BENCH_CONCURRENCY", "5,32", "orchestrator concurrencies, comma-separated")
 	f.Int(&b.tickers, "tickers", "BACKFILL_BENCH_TICKERS", 20, "how many of the seed's 20 tickers (alphabetical), 3 definitions each")
+	f.String(&b.via, "via", "BACKFILL_BENCH_VIA", viaTracking, "how the work appears: tracking (rows in user_symbol_tracking, through the replicator) or definitions (the seed's, directly)")
 	f.Duration(&b.timeout, "timeout", "BACKFILL_BENCH_TIMEOUT", 2*time.Minute, "how long one combination may take to cover every window")
-	f.Bool(&b.fsync, "fsync", "BACKFILL_BENCH_FSYNC", false, "run the throw-away PostgreSQL with fsync, full_page_writes and synchronous_commit on")
+	f.Bool(&b.fsync, "fsync", "BACKFILL_BENCH_FSYNC", false, "run the throw-away PostgreSQL with fsync and full_page_writes on (synchronous_commit is always on)")
 	f.String(&b.pgBin, "pg-bin", "BACKFILL_PG_BIN", "", "PostgreSQL server binaries for the throw-away database")
 	log.register(f)
 	if err := f.Parse(args); err != nil {
@@ -112,6 +126,9 @@ func benchBackfill(ctx context.Context, e *env, args []string) (err error) {
 	}
 	if b.tickers < 1 || b.tickers > 20 || b.timeout <= 0 {
 		return fmt.Errorf("%w: need 1 <= --tickers <= 20 and --timeout > 0", errUsage)
+	}
+	if b.via != viaTracking && b.via != viaDefinitions {
+		return fmt.Errorf("%w: --via %q: want tracking or definitions", errUsage, b.via)
 	}
 	if b.logger, err = log.logger(e.stderr); err != nil {
 		return err
@@ -192,11 +209,12 @@ func parseConcurrency(s string) ([]int, error) { return parseIntList("concurrenc
 // cluster starts the throw-away PostgreSQL.
 func (b *backfillBench) cluster(ctx context.Context) (url string, stop func(context.Context) error, err error) {
 	// Commit timestamps give every figure on the database clock, commit to commit.
-	settings := map[string]string{"track_commit_timestamp": "on"}
+	// synchronous_commit stays on, as in production: with it off a commit's WAL waits for the
+	// WAL writer (up to 3 × wal_writer_delay) before the replicator can see it.
+	settings := map[string]string{"track_commit_timestamp": "on", "synchronous_commit": "on"}
 	if b.fsync {
 		settings["fsync"] = "on"
 		settings["full_page_writes"] = "on"
-		settings["synchronous_commit"] = "on"
 	}
 	c, stop, err := throwawayCluster(ctx, b.pgBin, settings)
 	if err != nil {
@@ -265,11 +283,23 @@ func (b *backfillBench) header(ctx context.Context, w io.Writer, url, template s
 	if err != nil {
 		return fmt.Errorf("read the seed's definitions: %w", err)
 	}
-	sizes := orchestrator.DefaultSliceSizes()
+	synthetic, err := marketdata.NewSynthetic(marketdata.SyntheticConfig{})
+	if err != nil {
+		return err
+	}
+	sizes := orchestrator.SliceSizesFor(synthetic.PageLimit())
 	work := make([]string, 0, len(tfs))
 	for _, t := range tfs {
-		work = append(work, fmt.Sprintf("%s %d × %d d (priority %d, %s slices)", t.tf, t.defs, t.window, t.priority,
+		priority := t.priority
+		if b.via == viaTracking {
+			priority = 300 // watchlist
+		}
+		work = append(work, fmt.Sprintf("%s %d × %d d (priority %d, %s slices)", t.tf, t.defs, t.window, priority,
 			days(sizes[marketdata.Timeframe(t.tf)])))
+	}
+	event := "the seed's definitions committed"
+	if b.via == viaTracking {
+		event = "the tickers' tracking committed (watchlist) -> the replicator's definitions"
 	}
 	lat := make([]string, len(b.latencies))
 	for i, l := range b.latencies {
@@ -279,12 +309,12 @@ func (b *backfillBench) header(ctx context.Context, w io.Writer, url, template s
 	for i, c := range b.concurrency {
 		conc[i] = strconv.Itoa(c)
 	}
-	fmt.Fprintf(w, "backfill: the seed's definitions committed -> every window covered (synthetic provider)\n"+
+	fmt.Fprintf(w, "backfill: %s -> every window covered (synthetic provider)\n"+
 		"%d CPUs, GOMAXPROCS %d, %s, load average %s\n"+
 		"PostgreSQL %s, throw-away cluster on loopback: fsync=%s synchronous_commit=%s shared_buffers=%s max_connections=%s track_commit_timestamp=%s\n"+
 		"work: %d tickers; %s\n"+
 		"latencies %s; concurrency %s; a fresh copy of one migrated, seeded database per combination; tick 60s (the safety net only)\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), loadAverage(),
+		event, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), loadAverage(),
 		version, fsync, syncCommit, sharedBuffers, maxConns, commitTS,
 		b.tickers, strings.Join(work, "; "), strings.Join(lat, ","), strings.Join(conc, ","))
 	return nil
@@ -313,6 +343,17 @@ func (b *backfillBench) measure(ctx context.Context, admin *pgxpool.Pool, url, t
 	}
 	defer watch.Close()
 
+	if b.via == viaTracking {
+		stopReplicator, err := b.replicator(ctx, watch, url, db)
+		if err != nil {
+			return fig, err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			err = errors.Join(err, stopReplicator(sctx))
+		}()
+	}
 	provider, err := marketdata.NewSynthetic(marketdata.SyntheticConfig{Latency: latency, Logger: b.logger})
 	if err != nil {
 		return fig, err
@@ -339,12 +380,19 @@ func (b *backfillBench) measure(ctx context.Context, admin *pgxpool.Pool, url, t
 		return fig, err
 	}
 
-	var defined int64
-	var notified bool
-	if err := watch.QueryRow(ctx, benchBackfillDefineSQL, b.tickers, replicator.NotifyChannel).Scan(&defined, &notified); err != nil {
-		return fig, fmt.Errorf("insert the definitions: %w", err)
+	if b.via == viaTracking {
+		var tracked int64
+		if err := watch.QueryRow(ctx, benchBackfillTrackSQL, b.tickers).Scan(&tracked); err != nil {
+			return fig, fmt.Errorf("track the tickers: %w", err)
+		}
+	} else {
+		var defined int64
+		var notified bool
+		if err := watch.QueryRow(ctx, benchBackfillDefineSQL, b.tickers, replicator.NotifyChannel).Scan(&defined, &notified); err != nil {
+			return fig, fmt.Errorf("insert the definitions: %w", err)
+		}
 	}
-	if fig.done, err = b.wait(ctx, watch); err != nil {
+	if fig.done, err = b.wait(ctx, watch, int64(3*b.tickers)); err != nil {
 		return fig, err
 	}
 	err = watch.QueryRow(ctx, benchBackfillFiguresSQL, concurrency).Scan(&fig.defs, &fig.origSlices, &fig.runs, &fig.failed,
@@ -355,10 +403,47 @@ func (b *backfillBench) measure(ctx context.Context, admin *pgxpool.Pool, url, t
 	return fig, nil
 }
 
-// wait polls until every definition's window is covered with no run queued or running, a run
-// failed, or --timeout passed. The figures come from commit timestamps, so the polling interval
-// does not enter them.
-func (b *backfillBench) wait(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+// replicator starts a replicator on database db with a slot of its own and waits until it
+// streams; stop ends it and drops the slot (a database with a slot cannot be dropped).
+func (b *backfillBench) replicator(ctx context.Context, pool *pgxpool.Pool, url, db string) (stop func(context.Context) error, err error) {
+	dbURL, err := withDatabase(url, db)
+	if err != nil {
+		return nil, err
+	}
+	slot := db // slot names are cluster-wide; database names are unique too
+	r, err := replicator.New(replicator.Config{
+		DatabaseURL: dbURL,
+		SlotName:    slot,
+		Publication: replicator.DefaultPublication,
+		Logger:      b.logger.With("component", "replicator"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	stop = func(ctx context.Context) error { return errors.Join(r.Stop(ctx), dropSlot(ctx, pool, slot)) }
+	if err := waitActive(ctx, r, 30*time.Second); err != nil {
+		return nil, errors.Join(err, stop(context.WithoutCancel(ctx)))
+	}
+	return stop, nil
+}
+
+// withDatabase returns the URL with its database replaced.
+func withDatabase(dbURL, db string) (string, error) {
+	u, err := neturl.Parse(dbURL)
+	if err != nil {
+		return "", fmt.Errorf("parse database URL: %w", err)
+	}
+	u.Path = "/" + db
+	return u.String(), nil
+}
+
+// wait polls until all want definitions exist with their windows covered and no run queued
+// or running, a run failed, or --timeout passed. The figures come from commit timestamps, so
+// the polling interval does not enter them.
+func (b *backfillBench) wait(ctx context.Context, pool *pgxpool.Pool, want int64) (bool, error) {
 	deadline := time.NewTimer(b.timeout)
 	defer deadline.Stop()
 	t := time.NewTicker(10 * time.Millisecond)
@@ -371,7 +456,7 @@ func (b *backfillBench) wait(ctx context.Context, pool *pgxpool.Pool) (bool, err
 		if failed > 0 {
 			return false, nil
 		}
-		if defs > 0 && covered == defs && runs > 0 && pending == 0 {
+		if defs == want && covered == defs && runs > 0 && pending == 0 {
 			return true, nil
 		}
 		select {
@@ -411,8 +496,8 @@ func waitCounter(ctx context.Context, reg *prometheus.Registry, name string, wan
 // printBackfill prints the measurements, the original design's arithmetic and the goals.
 func printBackfill(w io.Writer, all []backfillFigures) error {
 	fmt.Fprintf(w, "\nBackfill: makespan = the definitions' transaction -> the last run's commit;\n"+
-		"bars/s = bars / makespan; writer bars/s = bars / the summed length of the write transactions\n"+
-		"(the one statement writing bars, coverage and success, start to commit; one writer's rate); bound = ceil(runs / conc) × latency,\n"+
+		"bars/s = bars / makespan; writer bars/s = bars / the time at least one write was in progress\n"+
+		"(the one statement writing bars, coverage and success, start to commit; overlapping writes count once); bound = ceil(runs / conc) × latency,\n"+
 		"the least any design needs for these runs at this concurrency; original = runs / 5 per 60 s tick\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency\tconc\tdefs\truns\tfailed\tmakespan\tbound\tbars\tbars/s\twriter bars/s\toriginal\tspeed-up\t")

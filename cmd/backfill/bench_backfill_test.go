@@ -23,8 +23,16 @@ func TestBenchBackfillSmoke(t *testing.T) {
 	// latency, conc, first, all busy, def p50, def p99, run p50, run p99.
 	require.Regexp(t, `(?m)^\s*0s\s+5(\s+\d+\.\d\dms){6}\s*$`, r.stdout)
 	require.Contains(t, r.stdout, "its own 2 h intraday slices")
+	require.Contains(t, r.stdout, "tracking committed", "through tracking and the replicator by default")
 	require.NotContains(t, r.stdout, "warning:")
 	require.NotContains(t, r.stderr, "level=ERROR")
+
+	// The orchestrator alone, the definitions inserted directly.
+	r = runCmd(t.Context(), env, "bench", "backfill", "--via", "definitions", "--latencies", "0s", "--concurrency", "2",
+		"--tickers", "1", "--timeout", "1m", "--log-level", "warn")
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	require.Contains(t, r.stdout, "the seed's definitions committed")
+	require.Regexp(t, `(?m)^\s*0s\s+2\s+3\s+[1-9]\d*\s+0\s+\d+\.\d{3}s`, r.stdout)
 }
 
 func TestBenchBackfillBadFlags(t *testing.T) {
@@ -42,6 +50,7 @@ func TestBenchBackfillBadFlags(t *testing.T) {
 		{"too many tickers", nil, []string{"--tickers", "21"}, "--tickers"},
 		{"no tickers", nil, []string{"--tickers", "0"}, "--tickers"},
 		{"zero timeout", nil, []string{"--timeout", "0s"}, "--timeout"},
+		{"unknown way", nil, []string{"--via", "carrier-pigeon"}, "--via"},
 		{"bad env value", map[string]string{"BACKFILL_BENCH_TICKERS": "all"}, nil, `BACKFILL_BENCH_TICKERS="all"`},
 		{"stray argument", nil, []string{"extra"}, `unexpected argument "extra"`},
 		{"unknown flag", nil, []string{"--frobnicate"}, "frobnicate"},
