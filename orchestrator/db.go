@@ -33,6 +33,8 @@ var (
 	reapSQL string
 	//go:embed sql/write.sql
 	writeSQL string
+	//go:embed sql/definitions_version.sql
+	definitionsVersionSQL string
 	//go:embed sql/fail.sql
 	failSQL string
 	//go:embed sql/queue.sql

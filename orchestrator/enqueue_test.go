@@ -260,3 +260,27 @@ func TestEnqueueGrownWindowRefetchesTheOldestSlice(t *testing.T) {
 	require.Equal(t, Slice{From: planNow.AddDate(0, 0, -45), To: oldest.Slice.To}, again[0].Fetch,
 		"fetched from the new start: the covered stretch does not hold it")
 }
+
+// The pass woken by a change plans what the change asks for; only the full pass (the tick)
+// queues the open slice again.
+func TestEnqueueChangesLeavesOpenSlicesToTheTick(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.DB(t)
+	addDef(t, pool, "OPEN", marketdata.H1, 100, 5)
+	sizes := smallSizes()
+	first, err := EnqueueChanges(t.Context(), pool, sizes, planNow)
+	require.NoError(t, err)
+	require.Positive(t, first.Inserted, "a new definition is planned by a change pass")
+	writeAll(t, pool, claimAll(t, pool, "w1"), planNow)
+
+	res, err := EnqueueChanges(t.Context(), pool, sizes, planNow.Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, EnqueueResult{}, res, "nothing changed: the open slice waits for the tick")
+	addDef(t, pool, "NEW", marketdata.H1, 100, 5)
+	res, err = EnqueueChanges(t.Context(), pool, sizes, planNow.Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, EnqueueResult{Inserted: first.Inserted}, res, "only the new definition's slices")
+	res, err = Enqueue(t.Context(), pool, sizes, planNow.Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the tick refreshes the open slice")
+}

@@ -61,6 +61,11 @@ type Config struct {
 	// Tick is the planning refresh and safety net: every Tick the definitions are planned
 	// again, even without a notification. Default 60s.
 	Tick time.Duration
+	// Poll is the fallback for a lost notification: while a worker is free, every Poll the
+	// dispatcher claims queued work and plans when the definitions changed (a cheap look at
+	// their count and latest updated_at), so work that arrived unannounced starts within Poll.
+	// Default 1s.
+	Poll time.Duration
 	// Lease is how long a claimed run stays leased without a heartbeat. Heartbeats come every
 	// Lease/3 and expired leases are reaped every Lease, so a killed worker's run is back in
 	// the queue within about 2×Lease. Default 30s.
@@ -92,6 +97,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Tick == 0 {
 		c.Tick = 60 * time.Second
+	}
+	if c.Poll == 0 {
+		c.Poll = time.Second
 	}
 	if c.Lease == 0 {
 		c.Lease = 30 * time.Second
@@ -134,8 +142,8 @@ func (c Config) validate() error {
 		return errors.New("orchestrator config: Provider is required")
 	case c.Concurrency < 1:
 		return fmt.Errorf("orchestrator config: Concurrency %d: want at least 1", c.Concurrency)
-	case c.Tick <= 0, c.Lease < 3*time.Millisecond, c.FetchTimeout <= 0:
-		return errors.New("orchestrator config: Tick, Lease and FetchTimeout must be positive")
+	case c.Tick <= 0, c.Poll <= 0, c.Lease < 3*time.Millisecond, c.FetchTimeout <= 0:
+		return errors.New("orchestrator config: Tick, Poll, Lease and FetchTimeout must be positive")
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("orchestrator config: MaxAttempts %d: want at least 1", c.MaxAttempts)
 	}
@@ -149,8 +157,10 @@ func (c Config) validate() error {
 var errStopped = errors.New("orchestrator stopped")
 
 // Orchestrator plans and runs backfill work with a pool of Concurrency workers. It wakes on
-// the replicator's notification (planning at once), on every finished run (claiming the
-// next), when the earliest retry falls due, and every Tick as a safety net.
+// the replicator's notification (planning the changes at once), on every finished run
+// (claiming the next), when the earliest retry falls due, every Poll while a worker is free
+// (claiming, and planning when the definitions changed unannounced), and every Tick (the full
+// pass that also refreshes open slices).
 type Orchestrator struct {
 	cfg     Config
 	log     *slog.Logger
@@ -202,7 +212,6 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		wg.Wait()
 		close(o.done)
 	}()
-	o.signalPlan()
 	return nil
 }
 
@@ -299,22 +308,45 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// plan kinds, in increasing order of work: none, the changes of the definitions, and the full
+// pass with the refresh of open slices.
+type planKind int
+
+const (
+	planNone planKind = iota
+	planChanges
+	planFull
+)
+
+// defsVersion is the fingerprint of job_definitions the fallback poll compares.
+type defsVersion struct {
+	count   int64
+	updated time.Time
+}
+
 // loop is the dispatcher: it plans when asked, claims as many runs as workers are free, and
 // waits for the next reason to look again.
 func (o *Orchestrator) loop(ctx context.Context) {
 	tick := time.NewTicker(o.cfg.Tick)
 	defer tick.Stop()
+	poll := time.NewTicker(o.cfg.Poll)
+	defer poll.Stop()
 	reap := time.NewTicker(o.cfg.Lease)
 	defer reap.Stop()
 	due := time.NewTimer(time.Hour)
 	defer due.Stop()
 	finished := make(chan struct{})
 	active := 0
-	planNeeded := false
+	plan := planFull
+	var seen defsVersion
 	for {
-		if planNeeded {
-			o.planPass(ctx)
-			planNeeded = false
+		if plan != planNone {
+			// Read before planning: a change after the read shows at the next poll.
+			if v, err := o.defsVersion(ctx); err == nil {
+				seen = v
+			}
+			o.planPass(ctx, plan == planFull)
+			plan = planNone
 		}
 		exhausted := false
 		for active < o.cfg.Concurrency && ctx.Err() == nil {
@@ -351,14 +383,28 @@ func (o *Orchestrator) loop(ctx context.Context) {
 		case <-finished:
 			active--
 		case <-o.plan:
-			planNeeded = true
+			plan = max(plan, planChanges)
 		case <-tick.C:
-			planNeeded = true
+			plan = planFull
+		case <-poll.C:
+			// The loop claims on its way round; a change nobody announced is planned too.
+			if active < o.cfg.Concurrency {
+				if v, err := o.defsVersion(ctx); err == nil && v != seen {
+					plan = max(plan, planChanges)
+				}
+			}
 		case <-reap.C:
 			o.reap(ctx)
 		case <-due.C:
 		}
 	}
+}
+
+// defsVersion reads the definitions' fingerprint; errors are logged by the claim that follows.
+func (o *Orchestrator) defsVersion(ctx context.Context) (defsVersion, error) {
+	var v defsVersion
+	err := o.cfg.Pool.QueryRow(ctx, definitionsVersionSQL).Scan(&v.count, &v.updated)
+	return v, err
 }
 
 // armDue sets the timer to the moment the earliest delayed run falls due, and records the
@@ -382,10 +428,15 @@ func (o *Orchestrator) armDue(ctx context.Context, due *time.Timer) {
 	due.Reset(wait)
 }
 
-// planPass enqueues the slices of every enabled definition and reaps expired leases.
-func (o *Orchestrator) planPass(ctx context.Context) {
+// planPass enqueues the slices of every enabled definition (refreshing open slices when full)
+// and reaps expired leases.
+func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 	start := time.Now()
-	res, err := Enqueue(ctx, o.cfg.Pool, o.cfg.SliceSizes, o.cfg.Now())
+	enqueue := EnqueueChanges
+	if full {
+		enqueue = Enqueue
+	}
+	res, err := enqueue(ctx, o.cfg.Pool, o.cfg.SliceSizes, o.cfg.Now())
 	if err != nil {
 		if ctx.Err() == nil {
 			o.log.LogAttrs(ctx, slog.LevelError, "plan failed", slog.Any("error", err))

@@ -328,3 +328,31 @@ func (b blockingProvider) Bars(ctx context.Context, req marketdata.Request) ([]m
 	<-ctx.Done()
 	return nil, fmt.Errorf("blocking provider: %w", ctx.Err())
 }
+
+// A definition whose notification was lost is still planned and run within Poll, long before
+// the tick; so is a run queued by hand.
+func TestOrchestratorPollsWhenTheNotificationIsLost(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.DB(t)
+	events := make(chan done, 100)
+	plans := make(chan struct{}, 10)
+	o := startOrchestrator(t, Config{Pool: pool, Provider: &fakeProvider{}, Tick: time.Hour, Poll: 20 * time.Millisecond}, events, plans)
+	<-plans // the pass at start, with nothing to do
+
+	d := addDef(t, pool, "QUIET", marketdata.H1, 100, 3) // no pg_notify
+	e := <-events
+	require.Equal(t, Succeeded, e.outcome)
+	require.Equal(t, d.ID, e.run.JobDefID)
+
+	exec(t, pool, `
+INSERT INTO job_runs (job_def_id, symbol, timeframe, job_type, slice_from, slice_to)
+SELECT id, symbol, timeframe, job_type, '2020-01-01', '2020-01-02' FROM job_definitions WHERE id = $1`, d.ID)
+	for {
+		e = <-events
+		if e.run.Slice.From.Equal(ts("2020-01-01T00:00:00Z")) {
+			break
+		}
+	}
+	require.Equal(t, Succeeded, e.outcome, "a run queued by hand is claimed by the poll")
+	require.NoError(t, o.Stop(t.Context()))
+}

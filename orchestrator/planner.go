@@ -101,9 +101,21 @@ type EnqueueResult struct {
 }
 
 // Enqueue plans every enabled definition at now: a queued run for each slice of its window not
-// covered yet (sql/enqueue.sql). It is idempotent: planning twice at the same now changes
-// nothing the second time, except that a slice fetched while open is queued again.
+// covered yet (sql/enqueue.sql), and the refresh of slices fetched while open. It is
+// idempotent: planning twice at the same now changes nothing the second time, except that a
+// slice fetched while open is queued again.
 func Enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (EnqueueResult, error) {
+	return enqueue(ctx, db, sizes, now, true)
+}
+
+// EnqueueChanges is Enqueue without the refresh of open slices: what a change of the
+// definitions asks for (new definitions, grown windows, re-enabled ones), so that a burst of
+// changes does not fetch every open slice again each time.
+func EnqueueChanges(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (EnqueueResult, error) {
+	return enqueue(ctx, db, sizes, now, false)
+}
+
+func enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time, refresh bool) (EnqueueResult, error) {
 	if err := sizes.validate(); err != nil {
 		return EnqueueResult{}, err
 	}
@@ -113,7 +125,7 @@ func Enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (Enque
 		tfs = append(tfs, string(tf))
 		secs = append(secs, int64(sizes[tf]/time.Second))
 	}
-	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, now)
+	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, now, refresh)
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
 	}
