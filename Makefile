@@ -1,6 +1,6 @@
 # The two set-up commands: `make dev` runs the system, `make test` passes the tests. Each installs
-# what is missing first (the PostgreSQL server binaries; for `make test` also buf) and is quick when
-# everything is there.
+# what is missing first (the PostgreSQL server binaries; for `make test` also buf and Prometheus)
+# and is quick when everything is there.
 
 GO ?= go
 # Where the PostgreSQL server binaries are; empty means: search PATH, pg_config and
@@ -18,7 +18,7 @@ BUF_VERSION := $(shell sed -n 's|.*"@bufbuild/buf": *"\([^"]*\)".*|\1|p' $(BUF_D
 # breaking change.
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: dev test build postgres fmt-check vet help buf lint generate generate-check breaking
+.PHONY: dev test build postgres prometheus fmt-check vet help buf lint generate generate-check breaking
 
 # generate-check rewrites gen/ while vet and go test read it: never run targets in parallel.
 .NOTPARALLEL:
@@ -34,7 +34,7 @@ help:
 dev: postgres
 	$(GO) run ./cmd/backfill dev
 
-test: postgres generate-check breaking fmt-check vet conformance-deps
+test: postgres prometheus generate-check breaking fmt-check vet conformance-deps
 	$(GO) test -race -count=1 ./...
 
 build:
@@ -57,6 +57,16 @@ postgres:
 	echo "PostgreSQL server binaries not found: installing Debian's postgresql package"; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends postgresql
+
+# Installs Debian's prometheus package (prometheus and promtool) when either is missing: the deploy
+# tests check deploy/prometheus with promtool and scrape a live `backfill dev` with a real
+# Prometheus. Where a service manager runs, the package also starts a Prometheus on :9090; the
+# tests never use it (they start their own on a free port with a throw-away storage folder).
+prometheus:
+	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then exit 0; fi; \
+	echo "prometheus or promtool not found: installing Debian's prometheus package"; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus
 
 # Installs the pinned buf into tools/buf/node_modules when it is missing or another version; quick
 # when it is there. Install scripts are skipped: the package's postinstall only re-checks the version

@@ -56,11 +56,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"timeframe"}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "backfill_orchestrator_queue_depth",
-			Help: "Queued job runs of enabled definitions, sampled whenever this process runs out of due work.",
+			Help: "Queued job runs of enabled definitions, sampled at every planning pass and whenever this process runs out of due work.",
 		}),
 		oldestQueued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "backfill_orchestrator_oldest_queued_age_seconds",
-			Help: "How long the oldest due queued job run has been due, sampled whenever this process runs out of due work; 0 when none.",
+			Help: "How long the oldest due queued job run has been due, sampled at every planning pass and whenever this process runs out of due work; 0 when none.",
 		}),
 		firstBars: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backfill_orchestrator_first_bars_latency_seconds",
@@ -74,6 +74,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"timeframe"}),
 	}
 	for _, tf := range marketdata.Timeframes {
+		// Every series exists from the start, so rate() sees the first increment and ratios
+		// have a denominator before anything failed.
+		for _, out := range []Outcome{Succeeded, Retried, Deferred, Failed, Disabled, LeaseLost} {
+			m.completed.WithLabelValues(string(tf), string(out))
+		}
 		m.runSeconds.WithLabelValues(string(tf))
 		m.barsWritten.WithLabelValues(string(tf))
 		m.firstBars.WithLabelValues(string(tf))

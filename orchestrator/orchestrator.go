@@ -410,22 +410,32 @@ func (o *Orchestrator) defsVersion(ctx context.Context) (defsVersion, error) {
 // armDue sets the timer to the moment the earliest delayed run falls due, and records the
 // queue gauges.
 func (o *Orchestrator) armDue(ctx context.Context, due *time.Timer) {
-	var depth int64
-	var oldest float64
-	var next *float64
-	if err := o.cfg.Pool.QueryRow(ctx, queueSQL).Scan(&depth, &oldest, &next); err != nil {
-		if ctx.Err() == nil {
-			o.log.LogAttrs(ctx, slog.LevelError, "read queue failed", slog.Any("error", err))
-		}
+	next, ok := o.sampleQueue(ctx)
+	if !ok {
 		return
 	}
-	o.metrics.queueDepth.Set(float64(depth))
-	o.metrics.oldestQueued.Set(oldest)
 	wait := o.cfg.Tick
 	if next != nil {
 		wait = min(wait, time.Duration(*next*float64(time.Second))+time.Millisecond)
 	}
 	due.Reset(wait)
+}
+
+// sampleQueue records the queue gauges and returns in how many seconds the next delayed run
+// falls due (nil: none). It runs when the workers run out of due work and at every planning
+// pass, so the gauges stay fresh while the workers are saturated too.
+func (o *Orchestrator) sampleQueue(ctx context.Context) (next *float64, ok bool) {
+	var depth int64
+	var oldest float64
+	if err := o.cfg.Pool.QueryRow(ctx, queueSQL).Scan(&depth, &oldest, &next); err != nil {
+		if ctx.Err() == nil {
+			o.log.LogAttrs(ctx, slog.LevelError, "read queue failed", slog.Any("error", err))
+		}
+		return nil, false
+	}
+	o.metrics.queueDepth.Set(float64(depth))
+	o.metrics.oldestQueued.Set(oldest)
+	return next, true
 }
 
 // planPass enqueues the slices of every enabled definition (refreshing open slices when full)
@@ -444,6 +454,7 @@ func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 		return
 	}
 	o.reap(ctx)
+	o.sampleQueue(ctx)
 	o.metrics.ticks.Inc()
 	o.metrics.tickSeconds.Observe(time.Since(start).Seconds())
 	if res.Inserted+res.Requeued > 0 {

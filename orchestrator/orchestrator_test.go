@@ -356,3 +356,25 @@ SELECT id, symbol, timeframe, job_type, '2020-01-01', '2020-01-02' FROM job_defi
 	require.Equal(t, Succeeded, e.outcome, "a run queued by hand is claimed by the poll")
 	require.NoError(t, o.Stop(t.Context()))
 }
+
+// The queue gauges are sampled by every planning pass, so they are fresh while every worker is
+// busy (the alert on old queued runs depends on it), and every timeframe × outcome series of
+// completed runs exists from the start.
+func TestOrchestratorQueueGaugesWhileSaturated(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.DB(t)
+	for i := range 3 {
+		addDef(t, pool, fmt.Sprintf("BUSY%d", i), marketdata.H1, 100, 90)
+	}
+	events := make(chan done, 100)
+	plans := make(chan struct{}, 10)
+	o := startOrchestrator(t, Config{Pool: pool, Provider: blockingProvider{&fakeProvider{}}, Tick: time.Hour, Concurrency: 1}, events, plans)
+	<-plans
+	var queued int
+	require.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM job_runs WHERE status = 'queued'`).Scan(&queued))
+	require.Positive(t, queued)
+	require.GreaterOrEqual(t, testutil.ToFloat64(o.metrics.queueDepth), 2.0, "sampled by the planning pass")
+	require.EqualValues(t, 0, testutil.ToFloat64(o.metrics.completed.WithLabelValues("w1", "failed")))
+	require.Equal(t, len(marketdata.Timeframes)*6, testutil.CollectAndCount(o.metrics.completed))
+	require.NoError(t, o.Stop(t.Context()))
+}
