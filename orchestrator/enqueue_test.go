@@ -284,3 +284,22 @@ func TestEnqueueChangesLeavesOpenSlicesToTheTick(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the tick refreshes the open slice")
 }
+
+// A full pass leaves an open slice alone when its last fetch is younger than the refresh age:
+// two processes ticking (or one starting) do not fetch it twice in a row.
+func TestEnqueueRefreshAge(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.DB(t)
+	addDef(t, pool, "AGE", marketdata.H1, 100, 5)
+	sizes := smallSizes()
+	_, err := Enqueue(t.Context(), pool, sizes, planNow)
+	require.NoError(t, err)
+	writeAll(t, pool, claimAll(t, pool, "w1"), planNow)
+
+	res, err := enqueue(t.Context(), pool, sizes, planNow, true, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, EnqueueResult{}, res, "fetched less than an hour ago")
+	res, err = enqueue(t.Context(), pool, sizes, planNow, true, 0)
+	require.NoError(t, err)
+	require.Equal(t, EnqueueResult{Requeued: 1}, res)
+}

@@ -442,11 +442,9 @@ func (o *Orchestrator) sampleQueue(ctx context.Context) (next *float64, ok bool)
 // and reaps expired leases.
 func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 	start := time.Now()
-	enqueue := EnqueueChanges
-	if full {
-		enqueue = Enqueue
-	}
-	res, err := enqueue(ctx, o.cfg.Pool, o.cfg.SliceSizes, o.cfg.Now())
+	// A full pass refreshes slices fetched while open, unless their last fetch is younger than
+	// half a tick: another process's tick or start just did it.
+	res, err := enqueue(ctx, o.cfg.Pool, o.cfg.SliceSizes, o.cfg.Now(), full, o.cfg.Tick/2)
 	if err != nil {
 		if ctx.Err() == nil {
 			o.log.LogAttrs(ctx, slog.LevelError, "plan failed", slog.Any("error", err))
@@ -478,8 +476,7 @@ func (o *Orchestrator) reap(ctx context.Context) {
 	}
 }
 
-// execute fetches one run's slice under a heartbeat and records the outcome. Recording is not
-// cut short by a stop: it gets a bounded context of its own.
+// execute fetches one run's slice and records the outcome, under a heartbeat throughout.
 func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	start := time.Now()
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -494,9 +491,9 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 		Symbol: run.Symbol, Timeframe: run.Timeframe, From: run.Fetch.From, To: run.Fetch.To,
 	})
 	fetchCancel()
-	close(stopBeat)
-	beat.Wait()
 
+	// The heartbeat goes on until the outcome is recorded: a slow write must not outlive the
+	// lease. Recording is not cut short by a stop: it gets a bounded context of its own.
 	rec, recCancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer recCancel()
 	var outcome Outcome
@@ -529,6 +526,8 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	default:
 		outcome = o.fail(rec, run, err)
 	}
+	close(stopBeat)
+	beat.Wait()
 	if outcome == LeaseLost {
 		o.log.LogAttrs(ctx, slog.LevelWarn, "run lease lost, result dropped", slog.String("job_run_id", run.ID))
 	}

@@ -105,17 +105,19 @@ type EnqueueResult struct {
 // idempotent: planning twice at the same now changes nothing the second time, except that a
 // slice fetched while open is queued again.
 func Enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (EnqueueResult, error) {
-	return enqueue(ctx, db, sizes, now, true)
+	return enqueue(ctx, db, sizes, now, true, 0)
 }
 
 // EnqueueChanges is Enqueue without the refresh of open slices: what a change of the
 // definitions asks for (new definitions, grown windows, re-enabled ones), so that a burst of
 // changes does not fetch every open slice again each time.
 func EnqueueChanges(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (EnqueueResult, error) {
-	return enqueue(ctx, db, sizes, now, false)
+	return enqueue(ctx, db, sizes, now, false, 0)
 }
 
-func enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time, refresh bool) (EnqueueResult, error) {
+// enqueue plans; with refresh, slices fetched while open are queued again once their last
+// fetch finished at least refreshAge ago.
+func enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time, refresh bool, refreshAge time.Duration) (EnqueueResult, error) {
 	if err := sizes.validate(); err != nil {
 		return EnqueueResult{}, err
 	}
@@ -125,7 +127,7 @@ func enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time, refres
 		tfs = append(tfs, string(tf))
 		secs = append(secs, int64(sizes[tf]/time.Second))
 	}
-	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, now, refresh)
+	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, now, refresh, refreshAge.Seconds())
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
 	}

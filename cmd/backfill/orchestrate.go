@@ -23,6 +23,9 @@ type orchConfig struct {
 	syntheticLatency time.Duration
 	syntheticErrors  float64
 	alpacaFeed       string
+	providerRate     float64
+	retryDelay       time.Duration
+	fetchTimeout     time.Duration
 }
 
 func (c *orchConfig) register(f *flags, defaultProvider string) {
@@ -36,22 +39,30 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 	f.Float64(&c.syntheticErrors, "synthetic-error-rate", "BACKFILL_SYNTHETIC_ERROR_RATE", 0,
 		"fraction of synthetic provider calls, in [0, 1], that fail with a retryable error (fault drills)")
 	f.String(&c.alpacaFeed, "alpaca-feed", "BACKFILL_ALPACA_FEED", "iex", "Alpaca data feed: iex (free) or sip (paid)")
+	f.Float64(&c.providerRate, "provider-rate", "BACKFILL_PROVIDER_RATE", 0,
+		"requests a minute the provider plan allows, paced on the client side (0: the free plan's, alpaca 200, massive 5)")
+	f.Duration(&c.retryDelay, "retry-delay", "BACKFILL_RETRY_DELAY", 5*time.Second,
+		"wait before the second attempt of a run that failed with a retryable error; it doubles per attempt (jittered, at most 10m)")
+	f.Duration(&c.fetchTimeout, "fetch-timeout", "BACKFILL_FETCH_TIMEOUT", 2*time.Minute,
+		"upper bound on fetching one slice, all pages and rate-limiter waits included; a fetch cut short is retried")
 }
 
 // newProvider builds the configured provider; keys come from the environment, never flags, so
-// they stay out of process listings.
+// they stay out of process listings. APCA_API_DATA_URL (the name Alpaca's SDKs read) and
+// MASSIVE_API_URL point a provider at another host: a sandbox, a proxy, a test server.
 func newProvider(c orchConfig, getenv func(string) string, reg prometheus.Registerer, logger *slog.Logger) (orchestrator.Provider, error) {
 	switch c.provider {
 	case "synthetic":
 		return marketdata.NewSynthetic(marketdata.SyntheticConfig{Latency: c.syntheticLatency, ErrorRate: c.syntheticErrors, Registerer: reg, Logger: logger})
 	case "alpaca":
 		return marketdata.NewAlpaca(marketdata.AlpacaConfig{
-			KeyID: getenv("APCA_API_KEY_ID"), SecretKey: getenv("APCA_API_SECRET_KEY"),
-			Feed: c.alpacaFeed, Registerer: reg, Logger: logger,
+			BaseURL: getenv("APCA_API_DATA_URL"), KeyID: getenv("APCA_API_KEY_ID"), SecretKey: getenv("APCA_API_SECRET_KEY"),
+			Feed: c.alpacaFeed, RequestsPerMinute: c.providerRate, Registerer: reg, Logger: logger,
 		})
 	case "massive":
 		return marketdata.NewMassive(marketdata.MassiveConfig{
-			APIKey: cmp.Or(getenv("MASSIVE_API_KEY"), getenv("POLYGON_API_KEY")), Registerer: reg, Logger: logger,
+			BaseURL: getenv("MASSIVE_API_URL"), APIKey: cmp.Or(getenv("MASSIVE_API_KEY"), getenv("POLYGON_API_KEY")),
+			RequestsPerMinute: c.providerRate, Registerer: reg, Logger: logger,
 		})
 	}
 	return nil, fmt.Errorf("--provider %q: want synthetic, alpaca, massive or none", c.provider)
@@ -66,13 +77,16 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 	if c.concurrency < 1 {
 		return nil, fmt.Errorf("%w: --concurrency must be at least 1", errUsage)
 	}
+	if c.retryDelay <= 0 || c.providerRate < 0 {
+		return nil, fmt.Errorf("%w: --retry-delay must be positive and --provider-rate not negative", errUsage)
+	}
 	p, err := newProvider(c, getenv, reg, logger.With("component", "provider"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	o, err := orchestrator.New(orchestrator.Config{
 		Pool: pool, Provider: p, Concurrency: c.concurrency, Tick: c.tick, Lease: c.lease,
-		Registerer: reg, Logger: logger.With("component", "orchestrator"),
+		Retry: orchestrator.RetryPolicy{BaseDelay: c.retryDelay}, FetchTimeout: c.fetchTimeout, Registerer: reg, Logger: logger.With("component", "orchestrator"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)

@@ -32,30 +32,44 @@ func buildBinary(t *testing.T) string {
 
 // serveProcess is `backfill serve` running as its own process.
 type serveProcess struct {
-	cmd *exec.Cmd
-	api string
+	cmd    *exec.Cmd
+	api    string
+	stderr *lockedBuffer // its log
 }
 
 func startServeProcess(t *testing.T, bin, dbURL, slot string) *serveProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--database-url", dbURL, "--listen", "127.0.0.1:0", "--replication-slot", slot, "--log-level", "warn")
+	return startBackfill(t, bin, nil, "serve", "--database-url", dbURL, "--listen", "127.0.0.1:0", "--replication-slot", slot, "--log-level", "warn")
+}
+
+// startBackfill runs the binary with args, and env added to the test's environment, until the
+// test ends (SIGKILL), and returns once it prints its API address. Its log is shown when the
+// test fails.
+func startBackfill(t *testing.T, bin string, env []string, args ...string) *serveProcess {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	cmd.Stderr = os.Stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("log of backfill %s (pid %d):\n%s", args[0], cmd.Process.Pid, stderr.String())
+		}
 	})
 	lines := bufio.NewScanner(stdout)
 	apiRe := regexp.MustCompile(`^api: (http://\S+)$`)
 	for lines.Scan() {
 		if m := apiRe.FindStringSubmatch(lines.Text()); m != nil {
 			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return &serveProcess{cmd: cmd, api: m[1]}
+			return &serveProcess{cmd: cmd, api: m[1], stderr: stderr}
 		}
 	}
-	t.Fatalf("serve exited before listening: %v", lines.Err())
+	t.Fatalf("backfill %s exited before listening: %v\n%s", args[0], lines.Err(), stderr.String())
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package marketdata
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -164,4 +165,15 @@ func safeText(s string) string {
 		s = string(r[:max]) + "…"
 	}
 	return s
+}
+
+// interrupted wraps the error of a context that ended during a call: a deadline (the caller's
+// fetch timeout) is a retryable timeout, counted like any provider failure; a cancellation
+// (shutdown) stays a plain wrapped context.Canceled, not the provider's fault.
+func interrupted(provider, during string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Provider: provider, Kind: Retryable, Code: CodeTimeout,
+			Message: "timed out during " + during, Err: err}
+	}
+	return fmt.Errorf("%s: %s: %w", provider, during, err)
 }

@@ -53,7 +53,7 @@ func (f *fetcher) wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		r.Cancel()
-		return fmt.Errorf("%s: wait for rate limiter: %w", f.provider, ctx.Err())
+		return interrupted(f.provider, "the wait for the rate limiter", ctx.Err())
 	}
 }
 
@@ -79,7 +79,7 @@ func (f *fetcher) get(ctx context.Context, u *url.URL, header http.Header) ([]by
 	f.logger.Debug("provider request", "provider", f.provider, "path", u.Path, "status", status, "duration_ms", elapsed.Milliseconds())
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: request: %w", f.provider, ctx.Err())
+			return nil, interrupted(f.provider, "the request", ctx.Err())
 		}
 		return nil, err
 	}

@@ -135,10 +135,10 @@ func (s *Synthetic) bars(ctx context.Context, req Request) ([]Bar, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("synthetic: simulated latency: %w", ctx.Err())
+			return nil, interrupted("synthetic", "the simulated latency", ctx.Err())
 		}
 	} else if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("synthetic: %w", err)
+		return nil, interrupted("synthetic", "the call", err)
 	}
 	if s.cfg.ErrorRate > 0 {
 		s.mu.Lock()

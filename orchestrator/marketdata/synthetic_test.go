@@ -2,6 +2,7 @@ package marketdata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -225,7 +226,16 @@ func TestSyntheticLatency(t *testing.T) {
 	start = time.Now()
 	_, err = slow.Bars(ctx, Request{Symbol: "AAPL", Timeframe: D1, From: utc("2026-03-02T00:00:00Z"), To: utc("2026-03-03T00:00:00Z")})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.False(t, IsRetryable(err))
+	require.True(t, IsRetryable(err), "a deadline is a retryable timeout")
+	var pe *Error
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, CodeTimeout, pe.Code)
+	canceled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	_, err = slow.Bars(canceled, Request{Symbol: "AAPL", Timeframe: D1, From: utc("2026-03-02T00:00:00Z"), To: utc("2026-03-03T00:00:00Z")})
+	require.ErrorIs(t, err, context.Canceled)
+	require.False(t, IsRetryable(err), "a cancellation (shutdown) is nobody's failure")
+	require.False(t, errors.As(err, &pe))
 	require.Less(t, time.Since(start), 10*time.Second)
 
 	// The latency is per page: 25 round-the-clock m15 bars are three pages of 10.

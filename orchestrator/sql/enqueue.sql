@@ -1,8 +1,10 @@
 -- Plan every enabled definition: one queued run per grid slice of its window not yet covered.
 -- $1 text[] timeframes, $2 bigint[] slice sizes in seconds (same order), $3 timestamptz now,
 -- $4 boolean refresh: also queue again the successful runs of slices that are not covered
--- whole (the open slice, the slice that just closed). The tick refreshes; a pass woken by a
--- change of the definitions only adds what the change asks for.
+-- whole (the open slice, the slice that just closed), when they finished at least $5 seconds
+-- ago. The tick refreshes (with half a tick, so several processes ticking refresh a slice at
+-- most about once a tick between them); a pass woken by a change of the definitions only adds
+-- what the change asks for.
 --
 -- The grid: slice k of a timeframe is [k*size, (k+1)*size) seconds after the Unix epoch; the
 -- window [now - window_days, now) takes k from floor(start/size) to ceil(now/size) - 1.
@@ -55,7 +57,8 @@ ON CONFLICT (job_def_id, slice_from, slice_to) DO UPDATE
       error_message = NULL, started_at = NULL, finished_at = NULL, progress_percent = 0,
       lease_owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL, triggered_by = 'planner',
       window_from = EXCLUDED.window_from
-  WHERE (r.status = 'success' AND (($4::boolean AND (r.started_at IS NULL OR r.started_at < r.slice_to))
+  WHERE (r.status = 'success' AND (($4::boolean AND (r.started_at IS NULL OR r.started_at < r.slice_to)
+                                    AND (r.finished_at IS NULL OR r.finished_at <= now() - make_interval(secs => $5::float8)))
                                    OR EXCLUDED.window_from < coalesce(r.window_from, r.slice_from)))
      OR (r.status = 'failed' AND EXISTS (
            SELECT 1 FROM public.job_definitions d
