@@ -58,6 +58,11 @@ type Config struct {
 	Provider Provider
 	// Concurrency is how many runs execute at once. Default 5.
 	Concurrency int
+	// WriteConcurrency is how many of them write their bars at once. Fetching waits on the
+	// provider and scales with Concurrency; writing is the database's CPU, and a few writers
+	// at a time keep it busy without making it switch between dozens of them. Default 4 (at
+	// most Concurrency).
+	WriteConcurrency int
 	// Tick is the planning refresh and safety net: every Tick the definitions are planned
 	// again, even without a notification. Default 60s.
 	Tick time.Duration
@@ -95,6 +100,10 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = 5
 	}
+	if c.WriteConcurrency == 0 {
+		c.WriteConcurrency = 4
+	}
+	c.WriteConcurrency = min(c.WriteConcurrency, max(c.Concurrency, 1))
 	if c.Tick == 0 {
 		c.Tick = 60 * time.Second
 	}
@@ -142,6 +151,8 @@ func (c Config) validate() error {
 		return errors.New("orchestrator config: Provider is required")
 	case c.Concurrency < 1:
 		return fmt.Errorf("orchestrator config: Concurrency %d: want at least 1", c.Concurrency)
+	case c.WriteConcurrency < 1:
+		return fmt.Errorf("orchestrator config: WriteConcurrency %d: want at least 1", c.WriteConcurrency)
 	case c.Tick <= 0, c.Poll <= 0, c.Lease < 3*time.Millisecond, c.FetchTimeout <= 0:
 		return errors.New("orchestrator config: Tick, Poll, Lease and FetchTimeout must be positive")
 	case c.MaxAttempts < 1:
@@ -166,6 +177,7 @@ type Orchestrator struct {
 	log     *slog.Logger
 	metrics *metrics
 	plan    chan struct{} // buffered 1: plan, then claim
+	writers chan struct{} // WriteConcurrency slots
 
 	startMu  sync.Mutex
 	started  bool
@@ -187,7 +199,8 @@ func New(cfg Config) (*Orchestrator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Orchestrator{cfg: cfg, log: cfg.Logger, metrics: m, plan: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &Orchestrator{cfg: cfg, log: cfg.Logger, metrics: m, plan: make(chan struct{}, 1),
+		writers: make(chan struct{}, cfg.WriteConcurrency), done: make(chan struct{})}, nil
 }
 
 // Start opens the LISTEN connection (failing fast when the database is unreachable) and starts
@@ -501,7 +514,9 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	case errors.Is(context.Cause(runCtx), ErrLeaseLost):
 		outcome = LeaseLost
 	case err == nil:
+		o.writers <- struct{}{}
 		written, werr := Write(rec, o.cfg.Pool, run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until})
+		<-o.writers
 		switch {
 		case werr == nil:
 			outcome = Succeeded

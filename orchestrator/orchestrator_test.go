@@ -68,6 +68,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"no provider", Config{Pool: pool}, false},
 		{"negative concurrency", Config{Pool: pool, Provider: p, Concurrency: -1}, false},
 		{"negative tick", Config{Pool: pool, Provider: p, Tick: -time.Second}, false},
+		{"negative poll", Config{Pool: pool, Provider: p, Poll: -time.Second}, false},
+		{"negative write concurrency", Config{Pool: pool, Provider: p, WriteConcurrency: -1}, false},
 		{"negative attempts", Config{Pool: pool, Provider: p, MaxAttempts: -1}, false},
 		{"bad slice sizes", Config{Pool: pool, Provider: p, SliceSizes: SliceSizes{marketdata.H1: time.Hour}}, false},
 	}
@@ -78,6 +80,9 @@ func TestNewValidatesConfig(t *testing.T) {
 			if tt.ok {
 				require.NoError(t, err)
 				require.Equal(t, 5, o.cfg.Concurrency)
+				require.Equal(t, 4, o.cfg.WriteConcurrency)
+				require.Equal(t, time.Second, o.cfg.Poll)
+				require.Equal(t, DefaultSliceSizes(), o.cfg.SliceSizes, "a provider without a page limit gets the 1,000-bar grid")
 				require.Equal(t, 60*time.Second, o.cfg.Tick)
 				require.Equal(t, 5, o.cfg.Retry.MaxAttempts)
 				require.NoError(t, o.Stop(t.Context()), "Stop before Start is a no-op")

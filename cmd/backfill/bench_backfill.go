@@ -62,6 +62,7 @@ type backfillBench struct {
 	latencies   []time.Duration
 	concurrency []int
 	tickers     int
+	writers     int
 	via         string
 	timeout     time.Duration
 	fsync       bool
@@ -110,6 +111,7 @@ func benchBackfill(ctx context.Context, e *env, args []string) (err error) {
 	f.String(&latencies, "latencies", "BACKFILL_BENCH_LATENCIES", "0s,100ms", "simulated provider latencies per call, comma-separated")
 	f.String(&concText, "concurrency", "BACKFILL_BENCH_CONCURRENCY", "5,32", "orchestrator concurrencies, comma-separated")
 	f.Int(&b.tickers, "tickers", "BACKFILL_BENCH_TICKERS", 20, "how many of the seed's 20 tickers (alphabetical), 3 definitions each")
+	f.Int(&b.writers, "write-concurrency", "BACKFILL_WRITE_CONCURRENCY", 4, "how many runs write their bars at once")
 	f.String(&b.via, "via", "BACKFILL_BENCH_VIA", viaTracking, "how the work appears: tracking (rows in user_symbol_tracking, through the replicator) or definitions (the seed's, directly)")
 	f.Duration(&b.timeout, "timeout", "BACKFILL_BENCH_TIMEOUT", 2*time.Minute, "how long one combination may take to cover every window")
 	f.Bool(&b.fsync, "fsync", "BACKFILL_BENCH_FSYNC", false, "run the throw-away PostgreSQL with fsync and full_page_writes on (synchronous_commit is always on)")
@@ -126,6 +128,9 @@ func benchBackfill(ctx context.Context, e *env, args []string) (err error) {
 	}
 	if b.tickers < 1 || b.tickers > 20 || b.timeout <= 0 {
 		return fmt.Errorf("%w: need 1 <= --tickers <= 20 and --timeout > 0", errUsage)
+	}
+	if b.writers < 1 {
+		return fmt.Errorf("%w: --write-concurrency must be at least 1", errUsage)
 	}
 	if b.via != viaTracking && b.via != viaDefinitions {
 		return fmt.Errorf("%w: --via %q: want tracking or definitions", errUsage, b.via)
@@ -313,10 +318,10 @@ func (b *backfillBench) header(ctx context.Context, w io.Writer, url, template s
 		"%d CPUs, GOMAXPROCS %d, %s, load average %s\n"+
 		"PostgreSQL %s, throw-away cluster on loopback: fsync=%s synchronous_commit=%s shared_buffers=%s max_connections=%s track_commit_timestamp=%s\n"+
 		"work: %d tickers; %s\n"+
-		"latencies %s; concurrency %s; a fresh copy of one migrated, seeded database per combination; tick 60s (the safety net only)\n",
+		"latencies %s; concurrency %s (writing at most %d at once); a fresh copy of one migrated, seeded database per combination; tick 60s (the safety net only)\n",
 		event, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), loadAverage(),
 		version, fsync, syncCommit, sharedBuffers, maxConns, commitTS,
-		b.tickers, strings.Join(work, "; "), strings.Join(lat, ","), strings.Join(conc, ","))
+		b.tickers, strings.Join(work, "; "), strings.Join(lat, ","), strings.Join(conc, ","), b.writers)
 	return nil
 }
 
@@ -360,7 +365,7 @@ func (b *backfillBench) measure(ctx context.Context, admin *pgxpool.Pool, url, t
 	}
 	reg := prometheus.NewRegistry()
 	o, err := orchestrator.New(orchestrator.Config{
-		Pool: pool, Provider: provider, Concurrency: concurrency, Registerer: reg,
+		Pool: pool, Provider: provider, Concurrency: concurrency, WriteConcurrency: b.writers, Registerer: reg,
 		Logger: b.logger.With("component", "orchestrator"),
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 type orchConfig struct {
 	provider         string
 	concurrency      int
+	writeConcurrency int
 	tick             time.Duration
 	lease            time.Duration
 	syntheticLatency time.Duration
@@ -32,6 +33,7 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 	f.String(&c.provider, "provider", "BACKFILL_PROVIDER", defaultProvider,
 		"market-data provider: synthetic (offline, deterministic, stored as provider='synthetic'), alpaca (keys from APCA_API_KEY_ID and APCA_API_SECRET_KEY), massive (key from MASSIVE_API_KEY), or none (no orchestrator in this process)")
 	f.Int(&c.concurrency, "concurrency", "BACKFILL_CONCURRENCY", 5, "runs fetched at once")
+	f.Int(&c.writeConcurrency, "write-concurrency", "BACKFILL_WRITE_CONCURRENCY", 4, "runs writing their bars at once (the database's share; at most --concurrency)")
 	f.Duration(&c.tick, "tick", "BACKFILL_TICK", 60*time.Second, "planning refresh and safety net; work starts at once on changes, not on the tick")
 	f.Duration(&c.lease, "lease", "BACKFILL_LEASE", 30*time.Second,
 		"how long a claimed run stays leased without a heartbeat; a killed worker's run is queued again within about twice this")
@@ -74,8 +76,8 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 	if c.provider == "none" {
 		return func() {}, nil
 	}
-	if c.concurrency < 1 {
-		return nil, fmt.Errorf("%w: --concurrency must be at least 1", errUsage)
+	if c.concurrency < 1 || c.writeConcurrency < 1 {
+		return nil, fmt.Errorf("%w: --concurrency and --write-concurrency must be at least 1", errUsage)
 	}
 	if c.retryDelay <= 0 || c.providerRate < 0 {
 		return nil, fmt.Errorf("%w: --retry-delay must be positive and --provider-rate not negative", errUsage)
@@ -85,7 +87,7 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	o, err := orchestrator.New(orchestrator.Config{
-		Pool: pool, Provider: p, Concurrency: c.concurrency, Tick: c.tick, Lease: c.lease,
+		Pool: pool, Provider: p, Concurrency: c.concurrency, WriteConcurrency: c.writeConcurrency, Tick: c.tick, Lease: c.lease,
 		Retry: orchestrator.RetryPolicy{BaseDelay: c.retryDelay}, FetchTimeout: c.fetchTimeout, Registerer: reg, Logger: logger.With("component", "orchestrator"),
 	})
 	if err != nil {
