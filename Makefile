@@ -1,6 +1,6 @@
 # The two set-up commands: `make dev` runs the system, `make test` passes the tests. Each installs
-# what is missing first (the PostgreSQL server binaries; for `make test` also buf and Prometheus)
-# and is quick when everything is there.
+# what is missing first (the PostgreSQL server binaries; for `make test` also buf, Prometheus and
+# tmux) and is quick when everything is there.
 
 GO ?= go
 # Where the PostgreSQL server binaries are; empty means: search PATH, pg_config and
@@ -18,7 +18,7 @@ BUF_VERSION := $(shell sed -n 's|.*"@bufbuild/buf": *"\([^"]*\)".*|\1|p' $(BUF_D
 # breaking change.
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: dev test build postgres prometheus fmt-check vet help buf lint generate generate-check breaking
+.PHONY: dev test build postgres prometheus tmux fmt-check vet help buf lint generate generate-check breaking
 
 # generate-check rewrites gen/ while vet and go test read it: never run targets in parallel.
 .NOTPARALLEL:
@@ -34,7 +34,7 @@ help:
 dev: postgres
 	$(GO) run ./cmd/backfill dev
 
-test: postgres prometheus generate-check breaking fmt-check vet conformance-deps
+test: postgres prometheus tmux generate-check breaking fmt-check vet conformance-deps
 	$(GO) test -race -count=1 ./...
 
 build:
@@ -67,6 +67,14 @@ prometheus:
 	echo "prometheus or promtool not found: installing Debian's prometheus package"; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus
+
+# Installs Debian's tmux when missing: the `backfill status` tests drive the command on a real
+# terminal inside a private tmux server.
+tmux:
+	@if command -v tmux >/dev/null 2>&1; then exit 0; fi; \
+	echo "tmux not found: installing Debian's tmux package"; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends tmux
 
 # Installs the pinned buf into tools/buf/node_modules when it is missing or another version; quick
 # when it is there. Install scripts are skipped: the package's postinstall only re-checks the version

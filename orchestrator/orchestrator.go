@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -246,6 +247,11 @@ func (o *Orchestrator) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop orchestrator: %w", ctx.Err())
 	}
 }
+
+// SliceSizes is the grid this orchestrator plans on (Config.SliceSizes or its default), for
+// whoever plans on its behalf, such as the control plane's RunTick: planning on another grid
+// would queue slices overlapping its own.
+func (o *Orchestrator) SliceSizes() SliceSizes { return maps.Clone(o.cfg.SliceSizes) }
 
 func (o *Orchestrator) signalPlan() {
 	select {

@@ -379,8 +379,10 @@ func (e *env) requireRule(t *testing.T) {
 			problems = append(problems, k+": tracked, no definition")
 		case d.jobType != jobTypes[d.timeframe]:
 			problems = append(problems, fmt.Sprintf("%s: job type %s, want %s", k, d.jobType, jobTypes[d.timeframe]))
-		case d.origin == "tracking" && d.reason != nil && strings.HasPrefix(*d.reason, "permanent provider error:"):
-			// The provider refused it for good: it stays disabled, its priority still follows.
+		case d.origin == "tracking" && d.reason != nil &&
+			(strings.HasPrefix(*d.reason, "permanent provider error:") || strings.HasPrefix(*d.reason, "disabled by operator")):
+			// The provider refused it for good, or an operator disabled it: it stays disabled,
+			// its priority still follows.
 			if d.enabled || d.priority != p {
 				problems = append(problems, fmt.Sprintf("%s: %s, want disabled by the provider at p%d", k, d, p))
 			}

@@ -182,6 +182,13 @@ func TestRule(t *testing.T) {
 			{sql: "UPDATE job_definitions SET enabled = true, disabled_reason = NULL WHERE symbol = 'PPP'", direct: true,
 				want: map[string]string{"PPP/h1": intraday(on, 300, 90)}},
 		}},
+		{"a definition an operator disabled stays disabled while tracked", []string{"OPR"}, []step{
+			{sql: trackSQL(alice, "OPR", "recent_search", 100, "h1"), want: map[string]string{"OPR/h1": intraday(on, 100, 90)}},
+			{sql: "UPDATE job_definitions SET enabled = false, disabled_reason = 'disabled by operator' WHERE symbol = 'OPR'",
+				direct: true, want: map[string]string{"OPR/h1": intraday("tracking disabled(disabled by operator)", 100, 90)}},
+			{sql: trackSQL(bob, "OPR", "watchlist", 300, "h1"),
+				want: map[string]string{"OPR/h1": intraday("tracking disabled(disabled by operator)", 300, 90)}},
+		}},
 		{"SQL-edited windows stick and new defaults apply to new definitions only", []string{"EEE", "EEF"}, []step{
 			{sql: trackSQL(alice, "EEE", "chart_view", 200, "h1"), want: map[string]string{"EEE/h1": intraday(on, 200, 90)}},
 			{sql: "UPDATE job_definitions SET window_days = 60 WHERE symbol = 'EEE' AND timeframe = 'h1'", direct: true,

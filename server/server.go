@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/symbolsync/backfill/control"
+	"github.com/symbolsync/backfill/gen/backfill/v1/backfillv1connect"
 	"github.com/symbolsync/backfill/gen/symbolsync/v1/symbolsyncv1connect"
 	"github.com/symbolsync/backfill/server/tracking"
 )
@@ -43,17 +46,26 @@ type Config struct {
 	// MaxBodyBytes limits a request body; larger ones get 413. Default DefaultMaxBodyBytes (64 KiB).
 	MaxBodyBytes int64
 	// RequestTimeout bounds a unary request (a client may ask for less). Default
-	// DefaultRequestTimeout (30s).
+	// DefaultRequestTimeout (30s). Server streams (WatchBackfill) are not bounded: they end
+	// when the client goes or when the server drains.
 	RequestTimeout time.Duration
+	// Control, when set, serves backfill.v1.ControlService, the operators' control plane, on
+	// the same handler (Connect, gRPC, gRPC-Web, reflection, health), to service_role tokens
+	// and sb_secret_ keys only. Default: nil, not served.
+	Control *control.Service
 	// Logger receives errors that reach no caller. Default: discard.
 	Logger *slog.Logger
 }
 
-// Server is the HTTP surface: the Supabase function path, SymbolSyncService over Connect, gRPC
-// and gRPC-Web, gRPC health and reflection, /healthz, /readyz and /metrics, all on one handler.
+// Server is the HTTP surface: the Supabase function path, SymbolSyncService (and, when
+// configured, ControlService) over Connect, gRPC and gRPC-Web, gRPC health and reflection,
+// /healthz, /readyz and /metrics, all on one handler.
 type Server struct {
-	handler http.Handler
-	health  *grpchealth.StaticChecker
+	handler  http.Handler
+	health   *grpchealth.StaticChecker
+	services []string // the gRPC service names served, for health
+	// drain ends open streams; see Draining.
+	drain context.CancelCauseFunc
 }
 
 // New builds the server's handler.
@@ -101,26 +113,45 @@ func New(cfg Config) (*Server, error) {
 	}
 	path, handler := symbolsyncv1connect.NewSymbolSyncServiceHandler(&symbolSync{store: store, logger: cfg.Logger}, opts...)
 	mux.Handle(path, rpcCORS(handler))
+	services := []string{symbolsyncv1connect.SymbolSyncServiceName}
 
-	checker := grpchealth.NewStaticChecker(symbolsyncv1connect.SymbolSyncServiceName)
+	// Streams are not bounded by RequestTimeout; they end when the client goes or at Draining.
+	stopping, drain := context.WithCancelCause(context.Background())
+	streams := map[string]bool{}
+	if cfg.Control != nil {
+		ctl := &controlService{ctl: cfg.Control, logger: cfg.Logger, stopping: stopping}
+		path, handler := backfillv1connect.NewControlServiceHandler(ctl, append(slices.Clip(opts), connect.WithRequestGate(requireService))...)
+		mux.Handle(path, rpcCORS(handler))
+		services = append(services, backfillv1connect.ControlServiceName)
+		streams[backfillv1connect.ControlServiceWatchBackfillProcedure] = true
+	}
+
+	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
-	reflector := grpcreflect.NewStaticReflector(symbolsyncv1connect.SymbolSyncServiceName, grpchealth.HealthV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 
 	return &Server{
-		handler: recoverPanics(cfg.Logger, withTimeout(cfg.RequestTimeout, mux)),
-		health:  checker,
+		handler:  recoverPanics(cfg.Logger, withTimeout(cfg.RequestTimeout, streams, mux)),
+		health:   checker,
+		services: services,
+		drain:    drain,
 	}, nil
 }
 
 // Handler returns the server's root handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Draining tells gRPC health clients the server is going away, before a graceful shutdown.
+// Draining tells gRPC health clients the server is going away and ends open server streams
+// (WatchBackfill, with unavailable), before a graceful shutdown: http.Server.Shutdown waits for
+// active requests, and a stream would otherwise hold it until its timeout.
 func (s *Server) Draining() {
-	s.health.SetStatus(symbolsyncv1connect.SymbolSyncServiceName, grpchealth.StatusNotServing)
+	for _, name := range s.services {
+		s.health.SetStatus(name, grpchealth.StatusNotServing)
+	}
 	s.health.SetStatus("", grpchealth.StatusNotServing)
+	s.drain(errDraining)
 }
 
 // NewHTTPServer returns an http.Server for h that speaks HTTP/1.1 and HTTP/2 without TLS (h2c,
@@ -184,9 +215,14 @@ func rpcCORS(next http.Handler) http.Handler {
 	})
 }
 
-// withTimeout bounds every request's context. Streams (none yet) would need their own rule.
-func withTimeout(d time.Duration, next http.Handler) http.Handler {
+// withTimeout bounds every request's context except those of the streaming procedures, whose
+// paths are in streams: a stream lives as long as its client wants it (until Draining).
+func withTimeout(d time.Duration, streams map[string]bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if streams[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), d)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/control"
 	symbolsyncv1 "github.com/symbolsync/backfill/gen/symbolsync/v1"
 	"github.com/symbolsync/backfill/gen/symbolsync/v1/symbolsyncv1connect"
 	"github.com/symbolsync/backfill/server"
@@ -31,11 +32,17 @@ type api struct {
 	url  string
 	pool *pgxpool.Pool
 	reg  *prometheus.Registry
+	srv  *server.Server
+	hs   *http.Server
 }
 
 type apiOptions struct {
-	functions map[string]server.FunctionConfig
-	maxBody   int64
+	functions      map[string]server.FunctionConfig
+	maxBody        int64
+	requestTimeout time.Duration
+	// control, when not nil, serves ControlService with this configuration (its Pool and
+	// Registerer are the test's).
+	control *control.Config
 }
 
 // startAPI serves a real server (HTTP/1.1 and h2c) on a loopback port for the test.
@@ -51,7 +58,15 @@ func startAPI(t *testing.T, opts apiOptions) *api {
 	require.NoError(t, auth.Start(t.Context()))
 	t.Cleanup(func() { _ = auth.Stop(context.Background()) })
 	reg := prometheus.NewRegistry()
-	srv, err := server.New(server.Config{Pool: pool, Auth: auth, Registry: reg, Functions: opts.functions, MaxBodyBytes: opts.maxBody})
+	var ctl *control.Service
+	if opts.control != nil {
+		cfg := *opts.control
+		cfg.Pool, cfg.Registerer = pool, reg
+		ctl, err = control.New(cfg)
+		require.NoError(t, err)
+	}
+	srv, err := server.New(server.Config{Pool: pool, Auth: auth, Registry: reg, Functions: opts.functions,
+		MaxBodyBytes: opts.maxBody, RequestTimeout: opts.requestTimeout, Control: ctl})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -59,12 +74,13 @@ func startAPI(t *testing.T, opts apiOptions) *api {
 	done := make(chan struct{})
 	go func() { _ = hs.Serve(ln); close(done) }()
 	t.Cleanup(func() {
+		srv.Draining()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = hs.Shutdown(ctx)
 		<-done
 	})
-	return &api{url: "http://" + ln.Addr().String(), pool: pool, reg: reg}
+	return &api{url: "http://" + ln.Addr().String(), pool: pool, reg: reg, srv: srv, hs: hs}
 }
 
 // userToken signs an access token for a user that exists in the test database.

@@ -306,7 +306,7 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 	readyCh := make(chan struct{})
 	go func() {
 		done <- serveAPI(srvCtx, apiConfig{requestTimeout: server.DefaultRequestTimeout}, pool, migrator, ln,
-			slog.New(slog.DiscardHandler), prometheus.NewRegistry(), func() { close(readyCh) })
+			slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil, func() { close(readyCh) })
 	}()
 	cleanup = append(cleanup, func() { cancel(); <-done })
 	select {

@@ -122,13 +122,16 @@ func printDevBanner(e *env, dbURL, addr string, took time.Duration) {
 	fmt.Fprintf(e.stdout, `database: %s
 api:      %s
 anon key: %s
+service key (control plane): %s
 
 try:
   curl -s %s/functions/v1/sync-user-symbols -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{"symbols":["AAPL"],"source":"watchlist"}'
   buf curl --http2-prior-knowledge -H 'Authorization: Bearer %s' -d '{"symbols":["AAPL"],"source":"watchlist"}' %s/symbolsync.v1.SymbolSyncService/SyncUserSymbols
+  buf curl --http2-prior-knowledge -H 'Authorization: Bearer %s' -d '{"symbol":"AAPL"}' %s/backfill.v1.ControlService/GetSymbolCoverage
 
 ready in %s (Ctrl-C to stop)
-`, dbURL, api, server.LocalAnonKey, api, server.LocalAnonKey, server.LocalAnonKey, api, took.Round(time.Millisecond))
+`, dbURL, api, server.LocalAnonKey, server.LocalServiceRoleKey, api, server.LocalAnonKey, server.LocalAnonKey, api,
+		server.LocalServiceRoleKey, api, took.Round(time.Millisecond))
 }
 
 // prepareDatabase migrates and optionally seeds the database on one short-lived connection.

@@ -70,31 +70,32 @@ func newProvider(c orchConfig, getenv func(string) string, reg prometheus.Regist
 	return nil, fmt.Errorf("--provider %q: want synthetic, alpaca, massive or none", c.provider)
 }
 
-// startOrchestrator starts the orchestrator unless the provider is "none"; stop ends it.
+// startOrchestrator starts the orchestrator unless the provider is "none"; stop ends it. grid
+// is the slice grid it plans on (nil without an orchestrator).
 func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) string, pool *pgxpool.Pool,
-	reg prometheus.Registerer, logger *slog.Logger) (stop func(), err error) {
+	reg prometheus.Registerer, logger *slog.Logger) (stop func(), grid orchestrator.SliceSizes, err error) {
 	if c.provider == "none" {
-		return func() {}, nil
+		return func() {}, nil, nil
 	}
 	if c.concurrency < 1 || c.writeConcurrency < 1 {
-		return nil, fmt.Errorf("%w: --concurrency and --write-concurrency must be at least 1", errUsage)
+		return nil, nil, fmt.Errorf("%w: --concurrency and --write-concurrency must be at least 1", errUsage)
 	}
 	if c.retryDelay <= 0 || c.providerRate < 0 {
-		return nil, fmt.Errorf("%w: --retry-delay must be positive and --provider-rate not negative", errUsage)
+		return nil, nil, fmt.Errorf("%w: --retry-delay must be positive and --provider-rate not negative", errUsage)
 	}
 	p, err := newProvider(c, getenv, reg, logger.With("component", "provider"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	o, err := orchestrator.New(orchestrator.Config{
 		Pool: pool, Provider: p, Concurrency: c.concurrency, WriteConcurrency: c.writeConcurrency, Tick: c.tick, Lease: c.lease,
 		Retry: orchestrator.RetryPolicy{BaseDelay: c.retryDelay}, FetchTimeout: c.fetchTimeout, Registerer: reg, Logger: logger.With("component", "orchestrator"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if err := o.Start(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -102,5 +103,5 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 		if err := o.Stop(stopCtx); err != nil {
 			logger.Error("stop orchestrator", slog.Any("error", err))
 		}
-	}, nil
+	}, o.SliceSizes(), nil
 }

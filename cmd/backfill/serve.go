@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/symbolsync/backfill/control"
 	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/server"
 	"github.com/symbolsync/backfill/supabase"
@@ -84,8 +85,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	)
 	f := newFlags(e, "serve", "--database-url URL [--listen 127.0.0.1:54321]",
 		"Serve the API against a database migrated with `backfill migrate`: the Supabase function path\n"+
-			"/functions/v1/sync-user-symbols, SymbolSyncService over Connect, gRPC and gRPC-Web, gRPC health\n"+
-			"and reflection, /healthz, /readyz and /metrics, until SIGINT or SIGTERM.")
+			"/functions/v1/sync-user-symbols, SymbolSyncService and the ControlService control plane (service_role\n"+
+			"or sb_secret_ callers only) over Connect, gRPC and gRPC-Web, gRPC health and reflection, /healthz,\n"+
+			"/readyz and /metrics, until SIGINT or SIGTERM.")
 	f.String(&dbURL, "database-url", "BACKFILL_DATABASE_URL", "", "PostgreSQL URL")
 	f.Duration(&connectTimeout, "connect-timeout", "BACKFILL_CONNECT_TIMEOUT", 10*time.Second, "give up connecting to the database after this long")
 	api.register(f)
@@ -149,12 +151,26 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 			}
 		}()
 	}
-	stopOrch, err := startOrchestrator(ctx, orch, e.getenv, pool, reg, logger)
+	stopOrch, grid, err := startOrchestrator(ctx, orch, e.getenv, pool, reg, logger)
 	if err != nil {
 		return err
 	}
 	defer stopOrch()
-	return serveAPI(ctx, api, pool, migrator, ln, logger, reg, ready)
+	// The control plane reports the slot named by --replication-slot (this process's replicator,
+	// or with --no-replicator the one the replicating replica was given) and plans RunTick on
+	// this process's orchestrator grid. It starts nothing: a watch holds a connection only while
+	// its client is connected, and the server's draining ends them all.
+	ctl, err := control.New(control.Config{
+		Pool:       pool,
+		SlotName:   repl.slot,
+		SliceSizes: grid,
+		Registerer: reg,
+		Logger:     logger.With("component", "control"),
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return serveAPI(ctx, api, pool, migrator, ln, logger, reg, ctl, ready)
 }
 
 // openPool opens the database pool and checks that the database answers.
@@ -182,9 +198,11 @@ func openPool(ctx context.Context, dbURL string, timeout time.Duration) (*pgxpoo
 }
 
 // serveAPI is the API's part of the composition root: auth, server, HTTP listener, shut down in
-// reverse when ctx ends. ready, if not nil, is called once the server accepts requests.
+// reverse when ctx ends (draining first, which also ends open WatchBackfill streams, so the
+// graceful shutdown does not wait for them). ready, if not nil, is called once the server
+// accepts requests.
 func serveAPI(ctx context.Context, api apiConfig, pool *pgxpool.Pool, migrator *supabase.Migrator,
-	ln net.Listener, logger *slog.Logger, reg *prometheus.Registry, ready func()) error {
+	ln net.Listener, logger *slog.Logger, reg *prometheus.Registry, ctl *control.Service, ready func()) error {
 	var sessions server.SessionChecker
 	if api.checkSessions {
 		key := api.authKey
@@ -230,6 +248,7 @@ func serveAPI(ctx context.Context, api apiConfig, pool *pgxpool.Pool, migrator *
 			{Name: "database", Run: func(ctx context.Context) error { return databaseReady(ctx, pool, migrator) }},
 		},
 		RequestTimeout: api.requestTimeout,
+		Control:        ctl,
 		Logger:         logger.With("component", "server"),
 	})
 	if err != nil {

@@ -15,6 +15,8 @@
 --     while tracked, so a restart's reconcile does not send it back to a provider that will
 --     refuse it again; its priority still follows the tracking rows. Clearing the reason
 --     (`UPDATE job_definitions SET enabled = true, disabled_reason = NULL WHERE …`) retries it.
+--     The same holds for one an operator disabled through the control plane (disabled_reason
+--     'disabled by operator'): it stays disabled until the operator enables it.
 --   * Rows already in the wanted state are not written at all (no new row version, no WAL).
 --
 -- The effect depends only on the tracking rows at the time of the statement, so applying it
@@ -53,24 +55,24 @@ upserted AS (
      OR (cur.origin = 'tracking'
          AND (cur.priority <> t.priority
               OR ((NOT cur.enabled OR cur.disabled_reason IS NOT NULL)
-                  AND coalesce(cur.disabled_reason, '') NOT LIKE 'permanent provider error:%')))
+                  AND coalesce(cur.disabled_reason, '') !~ '^(permanent provider error:|disabled by operator)')))
   ORDER BY t.ticker, t.timeframe
   ON CONFLICT ON CONSTRAINT job_definitions_symbol_timeframe_job_type_key DO UPDATE
   SET priority = EXCLUDED.priority,
-      enabled = CASE WHEN jd.disabled_reason LIKE 'permanent provider error:%' THEN jd.enabled ELSE true END,
-      disabled_reason = CASE WHEN jd.disabled_reason LIKE 'permanent provider error:%' THEN jd.disabled_reason END,
+      enabled = CASE WHEN jd.disabled_reason ~ '^(permanent provider error:|disabled by operator)' THEN jd.enabled ELSE true END,
+      disabled_reason = CASE WHEN jd.disabled_reason ~ '^(permanent provider error:|disabled by operator)' THEN jd.disabled_reason END,
       -- Re-enabled: a new request, whose backfill latency is measured from now.
-      requested_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'
+      requested_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') !~ '^(permanent provider error:|disabled by operator)'
                           THEN now() ELSE jd.requested_at END,
-      first_bars_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'
+      first_bars_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') !~ '^(permanent provider error:|disabled by operator)'
                            THEN NULL ELSE jd.first_bars_at END,
-      covered_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'
+      covered_at = CASE WHEN NOT jd.enabled AND coalesce(jd.disabled_reason, '') !~ '^(permanent provider error:|disabled by operator)'
                         THEN NULL ELSE jd.covered_at END
   -- Checked again here: a definition made by someone else since the statement's snapshot stays theirs.
   WHERE jd.origin = 'tracking'
     AND (jd.priority <> EXCLUDED.priority
          OR ((NOT jd.enabled OR jd.disabled_reason IS NOT NULL)
-             AND coalesce(jd.disabled_reason, '') NOT LIKE 'permanent provider error:%'))
+             AND coalesce(jd.disabled_reason, '') !~ '^(permanent provider error:|disabled by operator)'))
   RETURNING (jd.xmax = 0) AS inserted
 ),
 disabled AS (

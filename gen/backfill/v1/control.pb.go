@@ -619,7 +619,7 @@ func (x *ListUserTrackedSymbolsResponse) GetSymbols() []*UserTrackedSymbol {
 	return nil
 }
 
-// UserTrackedSymbol is one row of get_user_tracked_symbols_with_timeframes.
+// UserTrackedSymbol is one row of get_user_tracked_symbols_status.
 type UserTrackedSymbol struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Symbol        string                 `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
@@ -756,7 +756,9 @@ type JobDefinition struct {
 	Enabled    bool                   `protobuf:"varint,7,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// tracking, seed or manual.
 	Origin string `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
-	// Why it is disabled; empty when enabled or disabled by hand.
+	// Why it is disabled: "no longer tracked", "permanent provider error: …",
+	// "disabled by operator" (UpdateJobDefinition; tracking changes leave it
+	// disabled); empty when enabled or disabled with SQL.
 	DisabledReason string                 `protobuf:"bytes,9,opt,name=disabled_reason,proto3" json:"disabled_reason,omitempty"`
 	RequestedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=requested_at,proto3" json:"requested_at,omitempty"`
 	FirstBarsAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=first_bars_at,proto3" json:"first_bars_at,omitempty"`
@@ -1966,12 +1968,15 @@ func (x *WatchBackfillRequest) GetSymbol() string {
 // wrote when it succeeded).
 type WatchBackfillResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Run   *JobRun                `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// The run as the change left it: id, job_def_id, symbol, timeframe,
+	// slice_from, slice_to, status, attempt, rows_written and error_code. The
+	// other fields are absent; ListJobRuns has them (error_message included).
+	Run *JobRun `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	// The state before this change; unspecified for a new run.
 	PreviousStatus RunStatus `protobuf:"varint,2,opt,name=previous_status,proto3,enum=backfill.v1.RunStatus" json:"previous_status,omitempty"`
 	// Bars inserted or changed by this change (rows_written of a success).
 	BarsWritten int32 `protobuf:"varint,3,opt,name=bars_written,proto3" json:"bars_written,omitempty"`
-	// When the change was committed (the database clock).
+	// When the change was made, just before it committed (the database clock).
 	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -84,7 +84,7 @@ type ControlServiceClient interface {
 	// public.get_symbol_timeframe_coverage(symbol).
 	GetSymbolCoverage(context.Context, *v1.GetSymbolCoverageRequest) (*v1.GetSymbolCoverageResponse, error)
 	// A user's tracked symbols with bar and job counts: the rows of
-	// public.get_user_tracked_symbols_with_timeframes(user_id).
+	// public.get_user_tracked_symbols_status(user_id).
 	ListUserTrackedSymbols(context.Context, *v1.ListUserTrackedSymbolsRequest) (*v1.ListUserTrackedSymbolsResponse, error)
 	// Job definitions, optionally filtered, ordered by symbol then timeframe.
 	ListJobDefinitions(context.Context, *v1.ListJobDefinitionsRequest) (*v1.ListJobDefinitionsResponse, error)
@@ -107,7 +107,11 @@ type ControlServiceClient interface {
 	// The replication slot, who holds it, and how far behind it is.
 	GetReplicationStatus(context.Context, *v1.GetReplicationStatusRequest) (*v1.GetReplicationStatusResponse, error)
 	// A live stream of run state changes and bars written, optionally for one
-	// symbol, until the client goes away.
+	// symbol, until the client goes away. Events come in commit order. The
+	// response headers are sent as soon as the server listens: every change
+	// committed after they arrive is delivered. The stream ends with unavailable
+	// when the server shuts down, and with resource_exhausted when too many
+	// watchers are open or the client reads too slowly.
 	WatchBackfill(context.Context, *v1.WatchBackfillRequest) (*connect.ServerStreamForClient[v1.WatchBackfillResponse], error)
 }
 
@@ -316,7 +320,7 @@ type ControlServiceHandler interface {
 	// public.get_symbol_timeframe_coverage(symbol).
 	GetSymbolCoverage(context.Context, *v1.GetSymbolCoverageRequest) (*v1.GetSymbolCoverageResponse, error)
 	// A user's tracked symbols with bar and job counts: the rows of
-	// public.get_user_tracked_symbols_with_timeframes(user_id).
+	// public.get_user_tracked_symbols_status(user_id).
 	ListUserTrackedSymbols(context.Context, *v1.ListUserTrackedSymbolsRequest) (*v1.ListUserTrackedSymbolsResponse, error)
 	// Job definitions, optionally filtered, ordered by symbol then timeframe.
 	ListJobDefinitions(context.Context, *v1.ListJobDefinitionsRequest) (*v1.ListJobDefinitionsResponse, error)
@@ -339,7 +343,11 @@ type ControlServiceHandler interface {
 	// The replication slot, who holds it, and how far behind it is.
 	GetReplicationStatus(context.Context, *v1.GetReplicationStatusRequest) (*v1.GetReplicationStatusResponse, error)
 	// A live stream of run state changes and bars written, optionally for one
-	// symbol, until the client goes away.
+	// symbol, until the client goes away. Events come in commit order. The
+	// response headers are sent as soon as the server listens: every change
+	// committed after they arrive is delivered. The stream ends with unavailable
+	// when the server shuts down, and with resource_exhausted when too many
+	// watchers are open or the client reads too slowly.
 	WatchBackfill(context.Context, *v1.WatchBackfillRequest, *connect.ServerStream[v1.WatchBackfillResponse]) error
 }
 

@@ -1,0 +1,6 @@
+-- The rows of public.get_symbol_timeframe_coverage($1 symbol), as they are; coverage_days is
+-- numeric rounded to 2 places, read as float8.
+SELECT c.timeframe, c.bars_count, c.earliest_bar, c.latest_bar, c.coverage_days::float8, c.last_fetch,
+       c.job_enabled, c.job_priority
+FROM public.get_symbol_timeframe_coverage($1::text) WITH ORDINALITY AS c
+ORDER BY c.ordinality -- the function's own order
