@@ -594,6 +594,8 @@ func printGoals(w io.Writer, all []backfillFigures) error {
 		{"pickup, commit -> all 32 workers busy, 100ms/32", 50, "ms", false, 100 * time.Millisecond, 32, func(f *backfillFigures) *float64 { return f.busyMS }},
 		{"pickup p99 per definition, 100ms/32 (queueing incl.)", 50, "ms", false, 100 * time.Millisecond, 32, func(f *backfillFigures) *float64 { return pct(f.defMS, 1) }},
 		{"pickup p99 per definition, 0s/32 (queueing incl.)", 50, "ms", false, 0, 32, func(f *backfillFigures) *float64 { return pct(f.defMS, 1) }},
+		{"bar writes, overall bars/s, 0s/5", 50000, "/s", true, 0, 5, func(f *backfillFigures) *float64 { return rate(f.bars, f.makespan) }},
+		{"bar writes, writer bars/s, 0s/5", 50000, "/s", true, 0, 5, func(f *backfillFigures) *float64 { return rate(f.bars, nonZero(f.writeS)) }},
 		{"bar writes, overall bars/s, 0s/32", 50000, "/s", true, 0, 32, func(f *backfillFigures) *float64 { return rate(f.bars, f.makespan) }},
 		{"bar writes, writer bars/s, 0s/32", 50000, "/s", true, 0, 32, func(f *backfillFigures) *float64 { return rate(f.bars, nonZero(f.writeS)) }},
 	} {
