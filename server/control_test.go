@@ -1236,6 +1236,31 @@ func TestControlWatchCap(t *testing.T) {
 	f.run(runSpec{def: def, from: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), status: "queued"})
 	require.True(t, s.Receive(), "%v", s.Err())
 	require.Equal(t, 1.0, metricValue(t, a.reg, "backfill_control_watches_refused_total"))
+	// Streams are counted in the request metrics when they end, with their code.
+	require.Equal(t, 1.0, requestCount(t, a.reg, "/backfill.v1.ControlService/WatchBackfill", "grpc", "resource_exhausted"))
+}
+
+// requestCount is backfill_server_requests_total for one procedure, protocol and code.
+func requestCount(t *testing.T, reg *prometheus.Registry, procedure, protocol, code string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	want := map[string]string{"procedure": procedure, "protocol": protocol, "code": code}
+	for _, f := range families {
+		if f.GetName() != "backfill_server_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			if maps.Equal(got, want) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func TestControlWatchEndsWhenTheServerDrains(t *testing.T) {

@@ -281,20 +281,39 @@ func (m *metrics) instrumentFunction(next http.Handler) http.Handler {
 	})
 }
 
-// interceptor counts Connect, gRPC and gRPC-Web calls by procedure and Connect code.
-func (m *metrics) interceptor() connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			start := time.Now()
-			res, err := next(ctx, req)
-			code := "ok"
-			if err != nil {
-				code = connect.CodeOf(err).String()
-			}
-			proto := req.Peer().Protocol
-			m.requests.WithLabelValues(req.Spec().Procedure, proto, code).Inc()
-			m.duration.WithLabelValues(req.Spec().Procedure, proto).Observe(time.Since(start).Seconds())
-			return res, err
-		}
+// interceptor counts Connect, gRPC and gRPC-Web calls by procedure and Connect code: unary
+// calls with their duration, streams (WatchBackfill) when they end, without a duration, which
+// would only measure how long a client watched.
+func (m *metrics) interceptor() connect.Interceptor { return rpcMetrics{m} }
+
+type rpcMetrics struct{ m *metrics }
+
+func (r rpcMetrics) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		res, err := next(ctx, req)
+		proto := req.Peer().Protocol
+		r.m.requests.WithLabelValues(req.Spec().Procedure, proto, codeOf(err)).Inc()
+		r.m.duration.WithLabelValues(req.Spec().Procedure, proto).Observe(time.Since(start).Seconds())
+		return res, err
 	}
+}
+
+func (r rpcMetrics) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (r rpcMetrics) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		err := next(ctx, conn)
+		r.m.requests.WithLabelValues(conn.Spec().Procedure, conn.Peer().Protocol, codeOf(err)).Inc()
+		return err
+	}
+}
+
+func codeOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return connect.CodeOf(err).String()
 }
