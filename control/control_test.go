@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -81,30 +80,10 @@ RETURNING id::text, job_def_id::text`, symbol, status, k).Scan(&r.id, &r.defID))
 	return r
 }
 
-// listener is a connection of the test's own listening on a channel.
-func listener(t *testing.T, pool *pgxpool.Pool, channel string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.ConnectConfig(t.Context(), pool.Config().ConnConfig.Copy())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	_, err = conn.Exec(t.Context(), "LISTEN "+pgx.Identifier{channel}.Sanitize())
-	require.NoError(t, err)
-	return conn
-}
-
-func next(t *testing.T, conn *pgx.Conn) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	n, err := conn.WaitForNotification(ctx)
-	require.NoError(t, err)
-	return n.Payload
-}
-
 func TestTriggerAnnouncesChangesOnly(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	conn := listener(t, pool, control.EventChannel)
+	conn := pgtest.Listen(t, pool, control.EventChannel)
 	r := addRun(t, pool, "AAPL", "queued", 0)
 	_, err := pool.Exec(t.Context(), `UPDATE job_runs SET lease_expires_at = now(), heartbeat_at = now() WHERE id = $1`, r.id)
 	require.NoError(t, err)
@@ -119,7 +98,7 @@ func TestTriggerAnnouncesChangesOnly(t *testing.T) {
 	// changed neither status nor rows_written sent nothing, or they would come in between.
 	var got []control.Event
 	for range 3 {
-		ev, err := control.ParseEvent(next(t, conn))
+		ev, err := control.ParseEvent(pgtest.NextNotification(t, conn))
 		require.NoError(t, err)
 		got = append(got, ev)
 	}
@@ -142,7 +121,7 @@ func TestTriggerAnnouncesChangesOnly(t *testing.T) {
 func TestTriggerNeverFailsAWrite(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	conn := listener(t, pool, control.EventChannel)
+	conn := pgtest.Listen(t, pool, control.EventChannel)
 	// A run edited by hand to an absurd symbol, failing with an absurd error code: the payload is
 	// cut so NOTIFY's 8000-byte limit cannot fail the write.
 	long := strings.Repeat("X", 10000)
@@ -151,8 +130,8 @@ func TestTriggerNeverFailsAWrite(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pool.Exec(t.Context(), `UPDATE job_runs SET status = 'failed', error_code = $2, error_message = $2 WHERE id = $1`, r.id, long)
 	require.NoError(t, err)
-	next(t, conn) // the insert
-	payload := next(t, conn)
+	pgtest.NextNotification(t, conn) // the insert
+	payload := pgtest.NextNotification(t, conn)
 	require.Less(t, len(payload), 1000)
 	ev, err := control.ParseEvent(payload)
 	require.NoError(t, err)

@@ -22,7 +22,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +36,7 @@ import (
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/server"
+	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
 // controlAPI starts a server that serves ControlService with cfg (its Pool and Registerer are
@@ -139,26 +139,6 @@ func (f fixture) status(runID string) string {
 	var s string
 	require.NoError(f.t, f.pool.QueryRow(f.t.Context(), `SELECT status FROM job_runs WHERE id = $1`, runID).Scan(&s))
 	return s
-}
-
-// notes is a connection of the test's own listening on channel.
-func notes(t *testing.T, pool *pgxpool.Pool, channel string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.ConnectConfig(t.Context(), pool.Config().ConnConfig.Copy())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	_, err = conn.Exec(t.Context(), "LISTEN "+pgx.Identifier{channel}.Sanitize())
-	require.NoError(t, err)
-	return conn
-}
-
-func nextNote(t *testing.T, conn *pgx.Conn) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	n, err := conn.WaitForNotification(ctx)
-	require.NoError(t, err)
-	return n.Payload
 }
 
 // requireCode asserts a Connect error with code and, when not empty, exactly message.
@@ -637,14 +617,14 @@ func TestControlJobDefinitions(t *testing.T) {
 	require.Equal(t, ids["AAPL/h1"], second.GetDefinitions()[0].GetId())
 
 	// Updates change only what they name and wake the planners.
-	wake := notes(t, a.pool, replicator.NotifyChannel)
+	wake := pgtest.Listen(t, a.pool, replicator.NotifyChannel)
 	before := d
 	up, err := c.UpdateJobDefinition(ctx, &backfillv1.UpdateJobDefinitionRequest{Id: ids["AAPL/h1"], Priority: proto.Int32(250)})
 	require.NoError(t, err)
 	u := up.GetDefinition()
 	require.Equal(t, []int32{250, 30}, []int32{u.GetPriority(), u.GetWindowDays()})
 	require.True(t, u.GetEnabled())
-	require.JSONEq(t, `{"kind":"control","reason":"update_job_definition"}`, nextNote(t, wake))
+	require.JSONEq(t, `{"kind":"control","reason":"update_job_definition"}`, pgtest.NextNotification(t, wake))
 	again, err := c.UpdateJobDefinition(ctx, &backfillv1.UpdateJobDefinitionRequest{Id: ids["AAPL/h1"], Priority: proto.Int32(250)})
 	require.NoError(t, err)
 	requireProto(t, u, again.GetDefinition()) // nothing to change: nothing written, updated_at included
@@ -655,7 +635,7 @@ func TestControlJobDefinitions(t *testing.T) {
 	require.Equal(t, []int32{100, 14}, []int32{u.GetPriority(), u.GetWindowDays()})
 	require.False(t, u.GetEnabled())
 	require.Equal(t, "disabled by operator", u.GetDisabledReason(), "tracking changes leave it disabled")
-	nextNote(t, wake)
+	pgtest.NextNotification(t, wake)
 
 	// Enabling clears the reason and starts a new request.
 	f.exec(`UPDATE job_definitions SET disabled_reason = 'permanent provider error: unknown symbol', first_bars_at = now(), covered_at = now(),
@@ -669,7 +649,7 @@ func TestControlJobDefinitions(t *testing.T) {
 	require.Nil(t, u.GetCoveredAt())
 	require.WithinDuration(t, time.Now(), u.GetRequestedAt().AsTime(), time.Minute)
 	require.True(t, u.GetUpdatedAt().AsTime().After(before.GetUpdatedAt().AsTime()))
-	nextNote(t, wake)
+	pgtest.NextNotification(t, wake)
 
 	unknown := "0d9c8b7a-6f5e-4d3c-8b2a-1f0e9d8c7b6a"
 	for _, tc := range []struct {
@@ -809,7 +789,7 @@ func TestControlJobRuns(t *testing.T) {
 	require.True(t, fr.GetCreatedAt().AsTime().Equal(at(1)))
 
 	// Retry: failed or cancelled runs go back to the queue, due now, as new; the workers wake.
-	wake := notes(t, a.pool, replicator.NotifyChannel)
+	wake := pgtest.Listen(t, a.pool, replicator.NotifyChannel)
 	rr, err := c.RetryJobRun(ctx, &backfillv1.RetryJobRunRequest{Id: r["aapl failed"]})
 	require.NoError(t, err)
 	run := rr.GetRun()
@@ -820,7 +800,7 @@ func TestControlJobRuns(t *testing.T) {
 	require.Nil(t, run.GetStartedAt())
 	require.Nil(t, run.GetFinishedAt())
 	require.WithinDuration(t, time.Now(), run.GetNextAttemptAt().AsTime(), time.Minute)
-	require.JSONEq(t, `{"kind":"control","reason":"retry_job_run"}`, nextNote(t, wake))
+	require.JSONEq(t, `{"kind":"control","reason":"retry_job_run"}`, pgtest.NextNotification(t, wake))
 	rr, err = c.RetryJobRun(ctx, &backfillv1.RetryJobRunRequest{Id: r["aapl cancelled"]})
 	require.NoError(t, err)
 	require.Equal(t, backfillv1.RunStatus_RUN_STATUS_QUEUED, rr.GetRun().GetStatus())
@@ -937,11 +917,11 @@ func TestControlRunTick(t *testing.T) {
 	tsla := f.definition("TSLA", "h1", 40, 100, false, "no longer tracked")
 	want := len(orchestrator.Window(sizes[marketdata.H1], 40, planNow)) + len(orchestrator.Window(sizes[marketdata.D1], 400, planNow))
 
-	wake := notes(t, a.pool, replicator.NotifyChannel)
+	wake := pgtest.Listen(t, a.pool, replicator.NotifyChannel)
 	res, err := c.RunTick(ctx, &backfillv1.RunTickRequest{})
 	require.NoError(t, err)
 	requireProto(t, &backfillv1.RunTickResponse{Inserted: int32(want), Requeued: 0, QueueDepth: int32(want)}, res)
-	require.JSONEq(t, `{"kind":"control","reason":"run_tick"}`, nextNote(t, wake))
+	require.JSONEq(t, `{"kind":"control","reason":"run_tick"}`, pgtest.NextNotification(t, wake))
 	var tslaRuns int
 	require.NoError(t, a.pool.QueryRow(ctx, `SELECT count(*) FROM job_runs WHERE job_def_id = $1`, tsla).Scan(&tslaRuns))
 	require.Zero(t, tslaRuns, "disabled definitions are not planned")

@@ -231,6 +231,34 @@ func DB(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+// Listen opens a connection of the test's own (a pooled one would hand its LISTEN to other
+// users) on pool's database, listening on channel; it is closed when the test ends.
+func Listen(t testing.TB, pool *pgxpool.Pool, channel string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.ConnectConfig(t.Context(), pool.Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatalf("pgtest: connect to listen on %s: %v", channel, err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	if _, err := conn.Exec(t.Context(), "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		t.Fatalf("pgtest: listen on %s: %v", channel, err)
+	}
+	return conn
+}
+
+// NextNotification waits up to 30 s for the next notification on conn (from Listen) and
+// returns its payload.
+func NextNotification(t testing.TB, conn *pgx.Conn) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	n, err := conn.WaitForNotification(ctx)
+	if err != nil {
+		t.Fatalf("pgtest: wait for a notification: %v", err)
+	}
+	return n.Payload
+}
+
 // sanitize keeps a database name short and plain: PostgreSQL truncates names at 63 bytes.
 func sanitize(name string) string {
 	name = strings.ToLower(name)
