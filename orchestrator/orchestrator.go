@@ -360,10 +360,6 @@ func (o *Orchestrator) loop(ctx context.Context) {
 	var seen defsVersion
 	for {
 		if plan != planNone {
-			// Read before planning: a change after the read shows at the next poll.
-			if v, err := o.defsVersion(ctx); err == nil {
-				seen = v
-			}
 			o.planPass(ctx, plan == planFull)
 			plan = planNone
 		}
@@ -407,8 +403,11 @@ func (o *Orchestrator) loop(ctx context.Context) {
 			plan = planFull
 		case <-poll.C:
 			// The loop claims on its way round; a change nobody announced is planned too.
+			// (A change that was announced and planned already costs one more cheap pass here:
+			// the fingerprint is not read on the notification's path, which stays short.)
 			if active < o.cfg.Concurrency {
 				if v, err := o.defsVersion(ctx); err == nil && v != seen {
+					seen = v
 					plan = max(plan, planChanges)
 				}
 			}
@@ -457,8 +456,8 @@ func (o *Orchestrator) sampleQueue(ctx context.Context) (next *float64, ok bool)
 	return next, true
 }
 
-// planPass enqueues the slices of every enabled definition (refreshing open slices when full)
-// and reaps expired leases.
+// planPass enqueues the slices of every enabled definition; a full pass also refreshes open
+// slices, reaps expired leases and samples the queue gauges.
 func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 	start := time.Now()
 	// A full pass refreshes slices fetched while open, unless their last fetch is younger than
@@ -470,8 +469,12 @@ func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 		}
 		return
 	}
-	o.reap(ctx)
-	o.sampleQueue(ctx)
+	if full {
+		// Kept off the path of a notified change, which goes straight on to claim; the reaper
+		// has its own timer, and the gauges are sampled whenever the workers run dry too.
+		o.reap(ctx)
+		o.sampleQueue(ctx)
+	}
 	o.metrics.ticks.Inc()
 	o.metrics.tickSeconds.Observe(time.Since(start).Seconds())
 	if res.Inserted+res.Requeued > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	neturl "net/url"
 	"os"
 	"runtime"
@@ -42,6 +43,10 @@ var (
 	benchBackfillWindowsSQL string
 	//go:embed sql/bench_backfill_track.sql
 	benchBackfillTrackSQL string
+	//go:embed sql/bench_backfill_pickup.sql
+	benchBackfillPickupSQL string
+	//go:embed sql/bench_backfill_pickup_wait.sql
+	benchBackfillPickupWaitSQL string
 )
 
 // The ways the benchmark's work can appear.
@@ -62,6 +67,7 @@ type backfillBench struct {
 	latencies   []time.Duration
 	concurrency []int
 	tickers     int
+	pickups     int
 	writers     int
 	via         string
 	timeout     time.Duration
@@ -85,6 +91,7 @@ type backfillFigures struct {
 	busyMS      *float64
 	defMS       []float64 // p50, p99
 	runMS       []float64 // p50, p99
+	idleMS      []float64 // idle pickup samples, sorted
 	done        bool      // every window covered before the timeout
 }
 
@@ -111,6 +118,7 @@ func benchBackfill(ctx context.Context, e *env, args []string) (err error) {
 	f.String(&latencies, "latencies", "BACKFILL_BENCH_LATENCIES", "0s,100ms", "simulated provider latencies per call, comma-separated")
 	f.String(&concText, "concurrency", "BACKFILL_BENCH_CONCURRENCY", "5,32", "orchestrator concurrencies, comma-separated")
 	f.Int(&b.tickers, "tickers", "BACKFILL_BENCH_TICKERS", 20, "how many of the seed's 20 tickers (alphabetical), 3 definitions each")
+	f.Int(&b.pickups, "pickups", "BACKFILL_BENCH_PICKUPS", 20, "after each backfill, how many single new symbols to time from commit to claim, one at a time, into idle workers (0: none)")
 	f.Int(&b.writers, "write-concurrency", "BACKFILL_WRITE_CONCURRENCY", 4, "how many runs write their bars at once")
 	f.String(&b.via, "via", "BACKFILL_BENCH_VIA", viaTracking, "how the work appears: tracking (rows in user_symbol_tracking, through the replicator) or definitions (the seed's, directly)")
 	f.Duration(&b.timeout, "timeout", "BACKFILL_BENCH_TIMEOUT", 2*time.Minute, "how long one combination may take to cover every window")
@@ -128,6 +136,9 @@ func benchBackfill(ctx context.Context, e *env, args []string) (err error) {
 	}
 	if b.tickers < 1 || b.tickers > 20 || b.timeout <= 0 {
 		return fmt.Errorf("%w: need 1 <= --tickers <= 20 and --timeout > 0", errUsage)
+	}
+	if b.pickups < 0 || b.pickups > 1000 {
+		return fmt.Errorf("%w: --pickups must be between 0 and 1000", errUsage)
 	}
 	if b.writers < 1 {
 		return fmt.Errorf("%w: --write-concurrency must be at least 1", errUsage)
@@ -405,7 +416,57 @@ func (b *backfillBench) measure(ctx context.Context, admin *pgxpool.Pool, url, t
 	if err != nil {
 		return fig, fmt.Errorf("compute the figures: %w", err)
 	}
+	if fig.done {
+		if fig.idleMS, err = b.idlePickups(ctx, watch); err != nil {
+			return fig, err
+		}
+	}
 	return fig, nil
+}
+
+// idlePickups times --pickups new symbols one at a time, each from its commit to its first
+// claim, while every worker is idle (the backfill is done): the pickup latency of the wake-up
+// path itself, without queueing. It returns the samples in milliseconds, sorted.
+func (b *backfillBench) idlePickups(ctx context.Context, pool *pgxpool.Pool) ([]float64, error) {
+	out := make([]float64, 0, b.pickups)
+	for i := range b.pickups {
+		ticker := fmt.Sprintf("PICK%d", i)
+		var n int64
+		var notified *bool
+		if err := pool.QueryRow(ctx, benchBackfillPickupSQL, ticker, b.via == viaTracking, replicator.NotifyChannel).Scan(&n, &notified); err != nil {
+			return nil, fmt.Errorf("pickup %d: %w", i, err)
+		}
+		ms, err := b.waitClaimed(ctx, pool, ticker)
+		if err != nil {
+			return nil, fmt.Errorf("pickup %d: %w", i, err)
+		}
+		out = append(out, ms)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// waitClaimed polls until ticker's first run is claimed and returns its pickup in ms.
+func (b *backfillBench) waitClaimed(ctx context.Context, pool *pgxpool.Pool, ticker string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		var claimed bool
+		var ms *float64
+		if err := pool.QueryRow(ctx, benchBackfillPickupWaitSQL, ticker).Scan(&claimed, &ms); err != nil {
+			return 0, fmt.Errorf("wait for the claim of %s: %w", ticker, err)
+		}
+		if claimed && ms != nil {
+			return *ms, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%s was not claimed: %w", ticker, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // replicator starts a replicator on database db with a slot of its own and waits until it
@@ -535,6 +596,18 @@ func printBackfill(w io.Writer, all []backfillFigures) error {
 		return err
 	}
 
+	fmt.Fprintf(w, "\nIdle pickup (database clock): after each backfill, new symbols one at a time into idle workers,\n"+
+		"commit -> first claim (through the replicator unless --via definitions)\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "latency\tconc\tsamples\tp50\tp99\tmax\t")
+	for _, f := range all {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t\n", f.latency, f.concurrency, len(f.idleMS),
+			msText(quantile(f.idleMS, 0.5)), msText(quantile(f.idleMS, 0.99)), msText(quantile(f.idleMS, 1)))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
 	if len(all) == 0 {
 		return nil
 	}
@@ -592,6 +665,8 @@ func printGoals(w io.Writer, all []backfillFigures) error {
 		{"makespan, 0s latency, concurrency 32 (G7)", 0.3, "s", false, 0, 32, func(f *backfillFigures) *float64 { return doneOr(f, f.makespan) }},
 		{"pickup, commit -> first claim, 100ms/32", 50, "ms", false, 100 * time.Millisecond, 32, func(f *backfillFigures) *float64 { return f.firstMS }},
 		{"pickup, commit -> all 32 workers busy, 100ms/32", 50, "ms", false, 100 * time.Millisecond, 32, func(f *backfillFigures) *float64 { return f.busyMS }},
+		{"idle pickup p50, commit -> claim, 100ms/32 (G4)", 10, "ms", false, 100 * time.Millisecond, 32, func(f *backfillFigures) *float64 { return quantile(f.idleMS, 0.5) }},
+		{"idle pickup p99, commit -> claim, 100ms/32 (G4)", 50, "ms", false, 100 * time.Millisecond, 32, func(f *backfillFigures) *float64 { return quantile(f.idleMS, 0.99) }},
 		{"pickup p99 per definition, 100ms/32 (queueing incl.)", 50, "ms", false, 100 * time.Millisecond, 32, func(f *backfillFigures) *float64 { return pct(f.defMS, 1) }},
 		{"pickup p99 per definition, 0s/32 (queueing incl.)", 50, "ms", false, 0, 32, func(f *backfillFigures) *float64 { return pct(f.defMS, 1) }},
 		{"bar writes, overall bars/s, 0s/5", 50000, "/s", true, 0, 5, func(f *backfillFigures) *float64 { return rate(f.bars, f.makespan) }},
@@ -628,6 +703,16 @@ func doneOr(f *backfillFigures, v *float64) *float64 {
 		return nil
 	}
 	return v
+}
+
+// quantile is the q-quantile (nearest rank) of sorted samples; nil when there are none.
+func quantile(sorted []float64, q float64) *float64 {
+	if len(sorted) == 0 {
+		return nil
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	v := sorted[min(max(i, 0), len(sorted)-1)]
+	return &v
 }
 
 func pct(p []float64, i int) *float64 {

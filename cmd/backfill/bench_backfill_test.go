@@ -24,6 +24,8 @@ func TestBenchBackfillSmoke(t *testing.T) {
 	require.Regexp(t, `(?m)^\s*0s\s+5(\s+\d+\.\d\dms){6}\s*$`, r.stdout)
 	require.Contains(t, r.stdout, "its own 2 h intraday slices")
 	require.Contains(t, r.stdout, "tracking committed", "through tracking and the replicator by default")
+	// latency, conc, samples = 20 (the default), p50, p99, max.
+	require.Regexp(t, `(?m)^\s*0s\s+5\s+20(\s+\d+\.\d\dms){3}\s*$`, r.stdout, "idle pickups timed")
 	require.NotContains(t, r.stdout, "warning:")
 	require.NotContains(t, r.stderr, "level=ERROR")
 
@@ -51,6 +53,7 @@ func TestBenchBackfillBadFlags(t *testing.T) {
 		{"no tickers", nil, []string{"--tickers", "0"}, "--tickers"},
 		{"zero timeout", nil, []string{"--timeout", "0s"}, "--timeout"},
 		{"unknown way", nil, []string{"--via", "carrier-pigeon"}, "--via"},
+		{"negative pickups", nil, []string{"--pickups", "-1"}, "--pickups"},
 		{"bad env value", map[string]string{"BACKFILL_BENCH_TICKERS": "all"}, nil, `BACKFILL_BENCH_TICKERS="all"`},
 		{"stray argument", nil, []string{"extra"}, `unexpected argument "extra"`},
 		{"unknown flag", nil, []string{"--frobnicate"}, "frobnicate"},
