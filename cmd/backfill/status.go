@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -106,9 +107,60 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		s.style.width, _ = s.size()
 	}
 	if watch {
-		return s.watch(ctx)
+		return s.watchAgain(ctx)
 	}
 	return s.once(ctx)
+}
+
+// Backoff of watchAgain: doubling from statusRetryBase up to statusRetryMax, jittered.
+const (
+	statusRetryBase = 500 * time.Millisecond
+	statusRetryMax  = 10 * time.Second
+)
+
+// watchEnded is a watch that ended because the server closed the stream or went away (a
+// restart, a deploy): watching again may well work. err is nil when the server closed it.
+type watchEnded struct{ err error }
+
+func (w watchEnded) Error() string {
+	if w.err == nil {
+		return "the server ended the watch stream"
+	}
+	return w.err.Error()
+}
+
+func (w watchEnded) Unwrap() error { return w.err }
+
+// watchAgain runs watch and, once a watch has been open, watches again with a backoff when the
+// server ends it or goes away, until ctx ends: an operator's view survives a server restart.
+// A first watch that cannot start is an error at once (wrong URL, key, or no server).
+func (s *statusCmd) watchAgain(ctx context.Context) error {
+	everOpened, failures := false, 0
+	for {
+		opened, err := s.watch(ctx)
+		everOpened = everOpened || opened
+		var ended watchEnded
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.As(err, &ended) || !everOpened {
+			return err
+		}
+		if opened {
+			failures = 0
+		}
+		failures++
+		wait := min(statusRetryBase<<min(failures-1, 10), statusRetryMax)
+		wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
+		fmt.Fprintf(s.errOut, "backfill status: %v; watching again in %s\n", ended, wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // splitArgs separates positional arguments (the symbol) from flags, wherever they stand, using
@@ -236,11 +288,13 @@ func (s *statusCmd) once(ctx context.Context) error {
 // watch shows the status and keeps it current from the WatchBackfill stream until ctx ends or
 // the server ends the stream. On a terminal it redraws the screen at most every interval; in
 // plain mode it prints the table once, then one line per event.
-func (s *statusCmd) watch(ctx context.Context) error {
+//
+// opened reports whether the stream opened (the server listened) before it ended.
+func (s *statusCmd) watch(ctx context.Context) (opened bool, err error) {
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := make(chan *backfillv1.WatchBackfillResponse)
-	opened := make(chan struct{})
+	openedc := make(chan struct{})
 	ended := make(chan error, 1)
 	go func() {
 		defer close(ended)
@@ -252,7 +306,7 @@ func (s *statusCmd) watch(ctx context.Context) error {
 			return
 		}
 		defer stream.Close()
-		close(opened)
+		close(openedc)
 		for stream.Receive() {
 			select {
 			case events <- stream.Msg():
@@ -275,16 +329,18 @@ func (s *statusCmd) watch(ctx context.Context) error {
 	// holds its headers back until the first event gets statusOpenWait; the periodic reload
 	// makes up for what falls in between then.
 	select {
-	case <-opened:
+	case <-openedc:
+		opened = true
 	case err := <-ended:
-		return s.streamEnded(ctx, err)
+		return false, s.streamEnded(ctx, err)
 	case <-ctx.Done():
-		return nil
+		return false, nil
 	case <-time.After(statusOpenWait):
+		opened = true // as far as we can tell: the load below shows whether the server answers
 	}
 	v, err := s.load(ctx)
 	if err != nil {
-		return s.stopped(ctx, err)
+		return opened, s.stopped(ctx, err)
 	}
 	if s.style.plain {
 		rows := v.rows(s.now())
@@ -305,10 +361,10 @@ func (s *statusCmd) watch(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return opened, nil
 		case err := <-ended:
 			s.draw(v)
-			return s.streamEnded(ctx, err)
+			return opened, s.streamEnded(ctx, err)
 		case ev := <-events:
 			if ev.GetRun() == nil {
 				continue
@@ -340,14 +396,14 @@ func (s *statusCmd) watch(ctx context.Context) error {
 				clear(need.bars) // event lines show no bar counts
 			}
 			if err := s.refresh(ctx, v, need); err != nil {
-				return s.stopped(ctx, err)
+				return opened, s.stopped(ctx, err)
 			}
 			need = newStatusNeeds()
 			s.draw(v)
 		case <-resync.C:
 			fresh, err := s.load(ctx)
 			if err != nil {
-				return s.stopped(ctx, err)
+				return opened, s.stopped(ctx, err)
 			}
 			v = fresh
 			s.draw(v)
@@ -359,16 +415,18 @@ func (s *statusCmd) watch(ctx context.Context) error {
 const statusOpenWait = 2 * time.Second
 
 // streamEnded is the end of the watch when the stream ended with err (nil: the server closed
-// it).
+// it): a watchEnded when the server closed it or went away (unavailable), so that watchAgain
+// watches again.
 func (s *statusCmd) streamEnded(ctx context.Context, err error) error {
 	switch {
 	case ctx.Err() != nil:
 		return nil
-	case err != nil:
-		return s.rpcError("watch the backfill", err)
+	case err == nil:
+		return watchEnded{}
+	case connectrpc.CodeOf(err) == connectrpc.CodeUnavailable:
+		return watchEnded{s.rpcError("watch the backfill", err)}
 	}
-	fmt.Fprintln(s.errOut, "backfill status: the server ended the watch stream")
-	return nil
+	return s.rpcError("watch the backfill", err)
 }
 
 // statusNeeds is what the events said the view should re-read at the next redraw.

@@ -473,7 +473,7 @@ type fakeControl struct {
 	holdHeaders bool
 	events      chan *backfillv1.WatchBackfillResponse // sent to the watcher, in order
 	watching    chan struct{}                          // one value per WatchBackfill call
-	end         chan struct{}                          // closed: WatchBackfill returns (the server ends the stream)
+	end         chan struct{}                          // closed: WatchBackfill returns (the server ends the stream); see endStream
 }
 
 var _ backfillv1connect.ControlServiceHandler = (*fakeControl)(nil)
@@ -662,7 +662,19 @@ func (f *fakeControl) ListJobRuns(_ context.Context, req *backfillv1.ListJobRuns
 	return res, nil
 }
 
+// endStream ends the open watch stream, as a server going away does; the next watch gets a
+// stream of its own.
+func (f *fakeControl) endStream() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.end)
+	f.end = make(chan struct{})
+}
+
 func (f *fakeControl) WatchBackfill(ctx context.Context, req *backfillv1.WatchBackfillRequest, stream *connectrpc.ServerStream[backfillv1.WatchBackfillResponse]) error {
+	f.mu.Lock()
+	end := f.end
+	f.mu.Unlock()
 	f.watching <- struct{}{}
 	if !f.holdHeaders {
 		if err := stream.Send(nil); err != nil {
@@ -673,7 +685,7 @@ func (f *fakeControl) WatchBackfill(ctx context.Context, req *backfillv1.WatchBa
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-f.end:
+		case <-end:
 			return nil
 		case ev := <-f.events:
 			if req.GetSymbol() != "" && req.GetSymbol() != ev.GetRun().GetSymbol() {
@@ -912,15 +924,19 @@ func TestStatusWatchPlain(t *testing.T) {
 	require.True(t, strings.HasSuffix(lines[len(lines)-1], "coverage=100%"), lines[len(lines)-1])
 	require.NotContains(t, stdout.String(), "\x1b")
 
-	// The server ends the stream: the command ends too, cleanly, and says why.
-	close(fake.end)
+	// The server ends the stream (a restart): the command says so and watches again, and
+	// what happens next shows; Ctrl-C then ends it cleanly.
+	fake.endStream()
+	stderr.waitMatch(t, `^backfill status: the server ended the watch stream; watching again in \d+ms\n$`)
+	<-fake.watching
+	fake.move(t, runs[0], runFailed, 0)
+	stdout.wait(t, "the event after the new watch", func(s string) bool { return strings.Contains(s, "success->failed") })
 	select {
 	case <-exited:
-		require.Equal(t, 0, stop(), stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("status still running after the server ended the stream")
+		t.Fatal("status stopped although the server came back")
+	default:
 	}
-	require.Equal(t, "backfill status: the server ended the watch stream\n", stderr.String())
+	require.Equal(t, 0, stop(), stderr.String())
 }
 
 // TestStatusWatchStopsOnCancel also watches a server that sends no headers before the first
