@@ -47,6 +47,7 @@ type apiConfig struct {
 	checkSessions   bool
 	authKey         string
 	requestTimeout  time.Duration
+	maxWatchers     int
 }
 
 func (c *apiConfig) register(f *flags) {
@@ -62,6 +63,8 @@ func (c *apiConfig) register(f *flags) {
 	f.Bool(&c.checkSessions, "check-sessions", "BACKFILL_CHECK_SESSIONS", false, "ask Supabase Auth (auth.getUser) whether each user token's session is still live, caching answers 30s; needs --supabase-url")
 	f.String(&c.authKey, "auth-key", "BACKFILL_AUTH_KEY", "", "the project's anon or publishable key, sent to Supabase Auth by --check-sessions (default: the first --publishable-keys)")
 	f.Duration(&c.requestTimeout, "request-timeout", "BACKFILL_REQUEST_TIMEOUT", server.DefaultRequestTimeout, "upper bound on one request")
+	f.Int(&c.maxWatchers, "max-watchers", "BACKFILL_MAX_WATCHERS", control.DefaultMaxWatchers,
+		"WatchBackfill streams open at once, each holding a database connection; one more gets resource_exhausted")
 }
 
 func splitList(s string) []string {
@@ -126,6 +129,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 // metrics registry, replicator, then the API; torn down in reverse when ctx ends.
 func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, orch orchConfig, dbURL string, pool *pgxpool.Pool,
 	migrator *supabase.Migrator, ln net.Listener, logger *slog.Logger, ready func()) error {
+	if api.maxWatchers < 1 {
+		return fmt.Errorf("%w: --max-watchers must be at least 1", errUsage)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if !repl.disabled {
@@ -161,11 +167,12 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 	// this process's orchestrator grid. It starts nothing: a watch holds a connection only while
 	// its client is connected, and the server's draining ends them all.
 	ctl, err := control.New(control.Config{
-		Pool:       pool,
-		SlotName:   repl.slot,
-		SliceSizes: grid,
-		Registerer: reg,
-		Logger:     logger.With("component", "control"),
+		MaxWatchers: api.maxWatchers,
+		Pool:        pool,
+		SlotName:    repl.slot,
+		SliceSizes:  grid,
+		Registerer:  reg,
+		Logger:      logger.With("component", "control"),
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -166,6 +166,8 @@ func TestServeBadInput(t *testing.T) {
 		{"public secret for a hosted project", []string{"serve", "--database-url", pgtest.URL(t), "--listen", "127.0.0.1:0",
 			"--supabase-url", "https://abc.supabase.co", "--jwt-secret", "super-secret-jwt-token-with-at-least-32-characters-long"}, 2,
 			"the public local-development jwt secret cannot protect https://abc.supabase.co"},
+		{"no watchers", []string{"serve", "--database-url", pgtest.URL(t), "--listen", "127.0.0.1:0", "--max-watchers", "0"}, 2,
+			"--max-watchers must be at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
