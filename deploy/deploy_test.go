@@ -110,17 +110,19 @@ func TestDashboardShape(t *testing.T) {
 		"backfill_provider_errors_total",                              // provider errors
 		"backfill_provider_rate_limit_waits_total",                    // and rate-limit waits
 		"backfill_provider_rate_limit_wait_seconds_total",
-		"backfill_replicator_slot_lag_bytes",                 // replication lag
-		"backfill_replicator_leader",                         // replicator active
-		"backfill_server_requests_total",                     // sync requests
-		"backfill_server_request_duration_seconds_bucket",    // and latency
-		"backfill_replicator_apply_latency_seconds_bucket",   // replication apply latency
-		"backfill_replicator_last_applied_timestamp_seconds", // last applied change
-		"backfill_provider_request_duration_seconds_bucket",  // provider latency
-		"backfill_orchestrator_tick_duration_seconds_bucket", // tick duration
-		"backfill_orchestrator_run_duration_seconds_bucket",  // run duration
-		"backfill_orchestrator_bars_written_total",           // bars written
-		"backfill_replicator_changes_applied_total",          // tracking changes applied
+		"backfill_replicator_slot_lag_bytes",                  // replication lag
+		"backfill_replicator_leader",                          // replicator active
+		"backfill_server_requests_total",                      // sync requests
+		"backfill_server_request_duration_seconds_bucket",     // and latency
+		"backfill_replicator_apply_latency_seconds_bucket",    // replication apply latency
+		"backfill_replicator_last_applied_timestamp_seconds",  // last applied change
+		"backfill_provider_request_duration_seconds_bucket",   // provider latency
+		"backfill_orchestrator_tick_duration_seconds_bucket",  // tick duration
+		"backfill_orchestrator_run_duration_seconds_bucket",   // run duration
+		"backfill_orchestrator_bars_written_total",            // bars written
+		"backfill_replicator_changes_applied_total",           // tracking changes applied
+		"backfill_orchestrator_pickup_latency_seconds_bucket", // job pickup
+		"backfill_orchestrator_write_duration_seconds_bucket", // bar writes
 	} {
 		require.Contains(t, all, metric, "no panel shows %s", metric)
 	}

@@ -23,13 +23,16 @@ type Run struct {
 	Timeframe marketdata.Timeframe
 	JobType   string
 	Slice     Slice
-	// Fetch is the part of Slice to fetch and cover: all of it, unless the slice is covered
-	// from its start up to some point (an open slice fetched before); then it starts one bar
-	// before that point, so the bar that was still forming then is fetched again.
+	// Fetch is the part of Slice to fetch and cover: from the window's start (the slice's
+	// start when the window holds all of it) to its end, unless that part is covered from its
+	// start up to some point (an open slice fetched before); then it starts one bar before
+	// that point, so the bar that was still forming then is fetched again.
 	Fetch    Slice
 	Priority int
 	Attempt  int // after the claim, so the first claim is 1
 	Owner    string
+	// Waited is how long the run had been due when it was claimed: its pickup latency.
+	Waited time.Duration
 }
 
 // Claim leases up to limit queued runs that are due, for lease, to owner (sql/claim.sql):
@@ -51,8 +54,10 @@ func Claim(ctx context.Context, db DB, owner string, lease time.Duration, limit 
 		var tf string
 		var windowFrom time.Time
 		var coveredUntil *time.Time
+		var waited float64
 		err := row.Scan(&r.ID, &r.JobDefID, &r.Symbol, &r.SymbolID, &tf, &r.JobType,
-			&r.Slice.From, &r.Slice.To, &r.Priority, &r.Attempt, &r.Owner, &windowFrom, &coveredUntil)
+			&r.Slice.From, &r.Slice.To, &r.Priority, &r.Attempt, &r.Owner, &windowFrom, &waited, &coveredUntil)
+		r.Waited = time.Duration(waited * float64(time.Second))
 		r.Timeframe = marketdata.Timeframe(tf)
 		r.Slice.From, r.Slice.To = r.Slice.From.UTC(), r.Slice.To.UTC()
 		r.Fetch = fetchRange(Slice{From: windowFrom.UTC(), To: r.Slice.To}, r.Timeframe, coveredUntil)

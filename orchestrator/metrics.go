@@ -15,6 +15,8 @@ type metrics struct {
 	claimed      prometheus.Counter
 	completed    *prometheus.CounterVec // timeframe, outcome
 	runSeconds   *prometheus.HistogramVec
+	pickup       *prometheus.HistogramVec // timeframe
+	writeSeconds *prometheus.HistogramVec // timeframe
 	barsWritten  *prometheus.CounterVec
 	queueDepth   prometheus.Gauge
 	oldestQueued prometheus.Gauge
@@ -50,6 +52,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Duration of one job run from claim to its recorded outcome, by timeframe.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"timeframe"}),
+		pickup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backfill_orchestrator_pickup_latency_seconds",
+			Help:    "Job pickup: from a run being due (queued, or its retry delay over) to its claim, by timeframe; queueing behind busy workers included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"timeframe"}),
+		writeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backfill_orchestrator_write_duration_seconds",
+			Help:    "One run's write of bars, coverage and success (one statement), by timeframe, waiting for a write slot excluded.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"timeframe"}),
 		barsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backfill_orchestrator_bars_written_total",
 			Help: "Bar rows inserted or changed in ohlc_bars_v2, by timeframe.",
@@ -80,12 +92,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			m.completed.WithLabelValues(string(tf), string(out))
 		}
 		m.runSeconds.WithLabelValues(string(tf))
+		m.pickup.WithLabelValues(string(tf))
+		m.writeSeconds.WithLabelValues(string(tf))
 		m.barsWritten.WithLabelValues(string(tf))
 		m.firstBars.WithLabelValues(string(tf))
 		m.covered.WithLabelValues(string(tf))
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.ticks, m.tickSeconds, m.claimed, m.completed, m.runSeconds,
+		for _, c := range []prometheus.Collector{m.ticks, m.tickSeconds, m.claimed, m.completed, m.runSeconds, m.pickup, m.writeSeconds,
 			m.barsWritten, m.queueDepth, m.oldestQueued, m.firstBars, m.covered} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register orchestrator metrics: %w", err)

@@ -375,6 +375,7 @@ func (o *Orchestrator) loop(ctx context.Context) {
 			}
 			o.metrics.claimed.Add(float64(len(runs)))
 			for _, r := range runs {
+				o.metrics.pickup.WithLabelValues(string(r.Timeframe)).Observe(r.Waited.Seconds())
 				active++
 				go func() {
 					o.execute(ctx, r)
@@ -524,7 +525,9 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 		outcome = LeaseLost
 	case err == nil:
 		o.writers <- struct{}{}
+		writeStart := time.Now()
 		written, werr := Write(rec, o.cfg.Pool, run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until})
+		o.metrics.writeSeconds.WithLabelValues(string(run.Timeframe)).Observe(time.Since(writeStart).Seconds())
 		<-o.writers
 		switch {
 		case werr == nil:

@@ -184,6 +184,25 @@ func TestOrchestratorBackfillsWhenNotified(t *testing.T) {
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.barsWritten.WithLabelValues("m15")))
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.claimed))
 	require.GreaterOrEqual(t, testutil.ToFloat64(o.metrics.ticks), 2.0, "planned at start and on the notification")
+	samples := func(name string) uint64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "timeframe" && l.GetValue() == "m15" {
+						return m.GetHistogram().GetSampleCount()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	require.EqualValues(t, len(want), samples("backfill_orchestrator_pickup_latency_seconds"), "one pickup per claim")
+	require.EqualValues(t, len(want), samples("backfill_orchestrator_write_duration_seconds"), "one write per success")
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)

@@ -2,6 +2,8 @@
 -- Order: the definition's priority as it is now (a watchlist add raises queued work at once),
 -- then the newest slice. FOR UPDATE OF r SKIP LOCKED lets concurrent claimers pass each other;
 -- a run another claimer committed meanwhile fails the status recheck and is left out.
+-- waited is how long the run had been due (queued, or its retry delay over) when claimed: the
+-- pickup latency, queueing behind busy workers included.
 -- window_from is where the part of the slice to fetch starts (slice_from for runs made by
 -- hand); covered_until is where the covered stretch that holds window_from ends (NULL when it
 -- is not covered): the worker fetches only from there on, so refreshing an open slice costs
@@ -31,6 +33,7 @@ WHERE r.id = p.id
 RETURNING r.id::text, r.job_def_id::text, r.symbol, p.symbol_id::text, r.timeframe, r.job_type,
           r.slice_from, r.slice_to, p.priority, r.attempt, r.lease_owner,
           coalesce(r.window_from, r.slice_from) AS window_from,
+          greatest(extract(epoch FROM now() - r.next_attempt_at), 0)::float8 AS waited,
           (SELECT upper(x)
            FROM public.coverage_status c, unnest(c.covered) AS x
            WHERE c.symbol = r.symbol AND c.timeframe = r.timeframe
