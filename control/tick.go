@@ -68,7 +68,8 @@ type ReplicationStatus struct {
 	ActiveClient      string // its client's address, "" when unknown
 	ConfirmedFlushLSN string
 	CurrentLSN        string
-	LagBytes          int64 // WAL the slot holds back: CurrentLSN minus the slot's restart_lsn
+	LagBytes          int64 // how far the replicator is behind: CurrentLSN minus ConfirmedFlushLSN
+	RetainedBytes     int64 // WAL the slot keeps on disk: CurrentLSN minus the slot's restart_lsn
 	AppliedLSN        string
 	AppliedAt         *time.Time // when the replicator last recorded progress
 	WALStatus         string     // reserved, extended, unreserved or lost
@@ -78,7 +79,7 @@ type ReplicationStatus struct {
 func (s *Service) ReplicationStatus(ctx context.Context) (ReplicationStatus, error) {
 	var st ReplicationStatus
 	err := s.pool.QueryRow(ctx, replicationStatusSQL, s.cfg.SlotName).Scan(&st.SlotExists, &st.Active, &st.ActivePID,
-		&st.ActiveClient, &st.ConfirmedFlushLSN, &st.CurrentLSN, &st.LagBytes, &st.AppliedLSN, &st.AppliedAt, &st.WALStatus)
+		&st.ActiveClient, &st.ConfirmedFlushLSN, &st.CurrentLSN, &st.LagBytes, &st.AppliedLSN, &st.AppliedAt, &st.WALStatus, &st.RetainedBytes)
 	if err != nil {
 		return ReplicationStatus{}, fmt.Errorf("read status of slot %q: %w", s.cfg.SlotName, err)
 	}

@@ -217,6 +217,7 @@ func (c *controlService) GetReplicationStatus(ctx context.Context, _ *backfillv1
 		ConfirmedFlushLsn: st.ConfirmedFlushLSN,
 		CurrentLsn:        st.CurrentLSN,
 		LagBytes:          st.LagBytes,
+		RetainedBytes:     st.RetainedBytes,
 		AppliedLsn:        st.AppliedLSN,
 		AppliedAt:         timestampOrNil(st.AppliedAt),
 		WalStatus:         st.WALStatus,

@@ -1005,7 +1005,12 @@ func TestControlReplicationStatus(t *testing.T) {
 		_, err := pglogrepl.ParseLSN(lsn)
 		require.NoError(t, err, lsn)
 	}
-	require.GreaterOrEqual(t, st.GetLagBytes(), int64(0))
+	current, err := pglogrepl.ParseLSN(st.GetCurrentLsn())
+	require.NoError(t, err)
+	confirmed, err := pglogrepl.ParseLSN(st.GetConfirmedFlushLsn())
+	require.NoError(t, err)
+	require.EqualValues(t, current-confirmed, st.GetLagBytes(), "lag is current - confirmed_flush, as the metric")
+	require.GreaterOrEqual(t, st.GetRetainedBytes(), st.GetLagBytes(), "restart_lsn is never after confirmed_flush_lsn")
 	require.Equal(t, "reserved", st.GetWalStatus())
 	require.WithinDuration(t, time.Now(), st.GetAppliedAt().AsTime(), time.Minute)
 

@@ -1801,13 +1801,18 @@ type GetReplicationStatusResponse struct {
 	ConfirmedFlushLsn string `protobuf:"bytes,6,opt,name=confirmed_flush_lsn,proto3" json:"confirmed_flush_lsn,omitempty"`
 	// The current WAL position.
 	CurrentLsn string `protobuf:"bytes,7,opt,name=current_lsn,proto3" json:"current_lsn,omitempty"`
-	// WAL bytes the slot holds back (current_lsn − restart_lsn).
+	// How far the replicator is behind: current_lsn − confirmed_flush_lsn, in
+	// bytes (the same as the backfill_replicator_slot_lag_bytes metric and its
+	// alert).
 	LagBytes int64 `protobuf:"varint,8,opt,name=lag_bytes,proto3" json:"lag_bytes,omitempty"`
 	// The last change applied (replication_progress).
 	AppliedLsn string                 `protobuf:"bytes,9,opt,name=applied_lsn,proto3" json:"applied_lsn,omitempty"`
 	AppliedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=applied_at,proto3" json:"applied_at,omitempty"`
 	// The slot's wal_status (reserved, extended, unreserved, lost).
-	WalStatus     string `protobuf:"bytes,11,opt,name=wal_status,proto3" json:"wal_status,omitempty"`
+	WalStatus string `protobuf:"bytes,11,opt,name=wal_status,proto3" json:"wal_status,omitempty"`
+	// WAL the slot keeps on the server's disk: current_lsn − restart_lsn, in
+	// bytes.
+	RetainedBytes int64 `protobuf:"varint,12,opt,name=retained_bytes,proto3" json:"retained_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1917,6 +1922,13 @@ func (x *GetReplicationStatusResponse) GetWalStatus() string {
 		return x.WalStatus
 	}
 	return ""
+}
+
+func (x *GetReplicationStatusResponse) GetRetainedBytes() int64 {
+	if x != nil {
+		return x.RetainedBytes
+	}
+	return 0
 }
 
 type WatchBackfillRequest struct {
@@ -2209,7 +2221,7 @@ const file_backfill_v1_control_proto_rawDesc = "" +
 	"\binserted\x18\x01 \x01(\x05R\binserted\x12\x1a\n" +
 	"\brequeued\x18\x02 \x01(\x05R\brequeued\x12 \n" +
 	"\vqueue_depth\x18\x03 \x01(\x05R\vqueue_depth\"\x1d\n" +
-	"\x1bGetReplicationStatusRequest\"\xac\x03\n" +
+	"\x1bGetReplicationStatusRequest\"\xd4\x03\n" +
 	"\x1cGetReplicationStatusResponse\x12\x1c\n" +
 	"\tslot_name\x18\x01 \x01(\tR\tslot_name\x12 \n" +
 	"\vslot_exists\x18\x02 \x01(\bR\vslot_exists\x12\x16\n" +
@@ -2228,7 +2240,8 @@ const file_backfill_v1_control_proto_rawDesc = "" +
 	"applied_at\x12\x1e\n" +
 	"\n" +
 	"wal_status\x18\v \x01(\tR\n" +
-	"wal_status\".\n" +
+	"wal_status\x12&\n" +
+	"\x0eretained_bytes\x18\f \x01(\x03R\x0eretained_bytes\".\n" +
 	"\x14WatchBackfillRequest\x12\x16\n" +
 	"\x06symbol\x18\x01 \x01(\tR\x06symbol\"\xd0\x01\n" +
 	"\x15WatchBackfillResponse\x12%\n" +
