@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/symbolsync/backfill/gen/symbolsync/v1/symbolsyncv1connect"
@@ -315,4 +316,30 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 		return "", nil, fmt.Errorf("start bench server: %w", errors.Join(err, errors.New("server exited")))
 	}
 	return "http://" + ln.Addr().String(), stop, nil
+}
+
+// benchPool opens a pool of conns connections on dbURL (--database-url, or a throw-away
+// cluster's), on database instead of the URL's one when it is not empty, named application for
+// pg_stat_activity, and checks that the database answers.
+func benchPool(ctx context.Context, dbURL, database string, conns int, application string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --database-url: %v", errUsage, err)
+	}
+	if database != "" {
+		cfg.ConnConfig.Database = database
+	}
+	cfg.MaxConns = int32(conns) //nolint:gosec // at most 132, checked with the flags
+	cfg.ConnConfig.RuntimeParams["application_name"] = application
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database %s on %s:%d: %w", cfg.ConnConfig.Database, cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return pool, nil
 }

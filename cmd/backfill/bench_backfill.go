@@ -164,7 +164,7 @@ func benchBackfill(ctx context.Context, e *env, args []string) (err error) {
 		return err
 	}
 	cleanups = append(cleanups, stop)
-	admin, err := backfillPool(ctx, url, "postgres", 2)
+	admin, err := benchPool(ctx, url, "postgres", 2, "backfill-bench-backfill")
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func (b *backfillBench) template(ctx context.Context, admin *pgxpool.Pool, url, 
 
 // header prints what the figures depend on: the machine, the server, the work.
 func (b *backfillBench) header(ctx context.Context, w io.Writer, url, template string) error {
-	pool, err := backfillPool(ctx, url, template, 1)
+	pool, err := benchPool(ctx, url, template, 1, "backfill-bench-backfill")
 	if err != nil {
 		return err
 	}
@@ -348,12 +348,12 @@ func (b *backfillBench) measure(ctx context.Context, admin *pgxpool.Pool, url, t
 		err = errors.Join(err, dropDatabase(dctx, admin, db))
 	}()
 	// The orchestrator wants Concurrency + 2 connections; the rest is slack for heartbeats.
-	pool, err := backfillPool(ctx, url, db, concurrency+4)
+	pool, err := benchPool(ctx, url, db, concurrency+4, "backfill-bench-backfill")
 	if err != nil {
 		return fig, err
 	}
 	defer pool.Close()
-	watch, err := backfillPool(ctx, url, db, 1)
+	watch, err := benchPool(ctx, url, db, 1, "backfill-bench-backfill")
 	if err != nil {
 		return fig, err
 	}
@@ -805,29 +805,6 @@ func loadAverage() string {
 		return "-"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-// backfillPool opens a pool of conns connections to database on the cluster at url and checks
-// that it answers.
-func backfillPool(ctx context.Context, url, database string, conns int) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse database URL: %w", err)
-	}
-	cfg.ConnConfig.Database = database
-	cfg.MaxConns = int32(conns) //nolint:gosec // at most 128 + 4, checked with the flags
-	cfg.ConnConfig.RuntimeParams["application_name"] = "backfill-bench-backfill"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open database pool: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to database %s: %w", database, err)
-	}
-	return pool, nil
 }
 
 // dropDatabase removes a database of the benchmark, ending its sessions.

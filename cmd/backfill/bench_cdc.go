@@ -134,7 +134,7 @@ func benchCDC(ctx context.Context, e *env, args []string) (err error) {
 		cleanups = append(cleanups, stop)
 		dbURL, where = url, "a throw-away cluster"
 	}
-	pool, err := benchPool(ctx, dbURL, "", max(b.writers, b.maxWriters)+2)
+	pool, err := benchPool(ctx, dbURL, "", max(b.writers, b.maxWriters)+2, "backfill-bench-cdc")
 	if err != nil {
 		return err
 	}
@@ -240,31 +240,6 @@ func (b *cdcBench) embedded(ctx context.Context) (url string, stop func(context.
 		return "", nil, errors.Join(err, stop(context.WithoutCancel(ctx)))
 	}
 	return cluster.URL("postgres"), stop, nil
-}
-
-// benchPool opens a pool of conns connections on dbURL, on database instead of the URL's one
-// when it is not empty, and checks that the database answers.
-func benchPool(ctx context.Context, dbURL, database string, conns int) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(dbURL)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --database-url: %v", errUsage, err)
-	}
-	if database != "" {
-		cfg.ConnConfig.Database = database
-	}
-	cfg.MaxConns = int32(conns) //nolint:gosec // at most 2 * 64 + 2, checked with the flags
-	cfg.ConnConfig.RuntimeParams["application_name"] = "backfill-bench-cdc"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open database pool: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to database %s on %s:%d: %w", cfg.ConnConfig.Database, cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
-	}
-	return pool, nil
 }
 
 // header prints what the figures depend on: the machine, the server and its settings, the steps.
@@ -398,7 +373,7 @@ func (b *cdcBench) scratch(ctx context.Context, admin *pgxpool.Pool, dbURL strin
 		return nil, nil, drop, err
 	}
 	for _, db := range []string{none, trig} {
-		p, err := benchPool(ctx, dbURL, db, b.writers+1)
+		p, err := benchPool(ctx, dbURL, db, b.writers+1, "backfill-bench-cdc")
 		if err != nil {
 			return nil, nil, drop, err
 		}
