@@ -30,8 +30,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer gets the metrics. Default nil: not registered.
 	Registerer prometheus.Registerer
-	// Now is the planning clock of Tick (window ends), as orchestrator.Config.Now. Default
-	// time.Now. Everything else uses the database clock.
+	// Now is the clock of every statement that stamps or compares a time: Tick's planning,
+	// RetryRun's due time, CancelRun's finish, UpdateDefinition's new request. It must be the
+	// orchestrators' clock (orchestrator.Config.Now). Default nil: the database clock, as theirs.
 	Now func() time.Time
 	// SlotName is the replication slot ReplicationStatus reports. Default
 	// replicator.DefaultSlotName; set it to the replicator's --replication-slot.
@@ -53,9 +54,6 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	c.SlotName = cmp.Or(c.SlotName, replicator.DefaultSlotName)
 	c.MaxWatchers = cmp.Or(c.MaxWatchers, DefaultMaxWatchers)
@@ -112,6 +110,24 @@ func New(cfg Config) (*Service, error) {
 		metrics:  m,
 		watchers: make(chan struct{}, cfg.MaxWatchers),
 	}, nil
+}
+
+// now is the instant the statements run at: Config.Now, or zero, which orchestrator's
+// functions and this package's statements take as the database clock.
+func (s *Service) now() time.Time {
+	if s.cfg.Now == nil {
+		return time.Time{}
+	}
+	return s.cfg.Now()
+}
+
+// at is how a statement receives the clock: nil for a zero now, which the statement's
+// coalesce($n::timestamptz, now()) turns into the database's clock.
+func at(now time.Time) *time.Time {
+	if now.IsZero() {
+		return nil
+	}
+	return &now
 }
 
 // Errors of the Service's methods. Their messages, and those of the errors that wrap them here,

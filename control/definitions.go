@@ -135,7 +135,7 @@ func (s *Service) UpdateDefinition(ctx context.Context, u DefinitionUpdate) (Def
 	var changed bool
 	var notified *string
 	err = s.pool.QueryRow(ctx, updateDefinitionSQL, id, u.WindowDays, u.Priority, u.Enabled,
-		replicator.NotifyChannel, wakePayload("update_job_definition")).
+		replicator.NotifyChannel, wakePayload("update_job_definition"), at(s.now())).
 		Scan(&d.ID, &d.Symbol, &d.Timeframe, &d.JobType, &d.WindowDays, &d.Priority, &d.Enabled, &d.Origin,
 			&d.DisabledReason, &d.RequestedAt, &d.FirstBarsAt, &d.CoveredAt, &d.CreatedAt, &d.UpdatedAt, &changed, &notified)
 	switch {

@@ -181,7 +181,7 @@ func (s *Service) changeRun(ctx context.Context, rawID, op string, allow func(id
 		if err := allow(id, status, enabled, reason); err != nil {
 			return err
 		}
-		if err := run.scan(tx.QueryRow(ctx, update, id)); err != nil {
+		if err := run.scan(tx.QueryRow(ctx, update, id, at(s.now()))); err != nil {
 			return fmt.Errorf("update run: %w", err)
 		}
 		if wake {

@@ -27,7 +27,7 @@ type TickResult struct {
 }
 
 // Tick plans every enabled definition now (orchestrator.Enqueue with Config.SliceSizes at
-// Config.Now, refreshing open slices as an orchestrator's tick does) and wakes the
+// Config.Now, the database clock by default, refreshing open slices as an orchestrator's tick does) and wakes the
 // orchestrators of every process, in one transaction: when it commits, the workers claim what
 // it queued at once. Without Config.SliceSizes it refuses with a *StateError.
 func (s *Service) Tick(ctx context.Context) (TickResult, error) {
@@ -37,7 +37,7 @@ func (s *Service) Tick(ctx context.Context) (TickResult, error) {
 	}
 	var res TickResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		planned, err := orchestrator.Enqueue(ctx, tx, s.cfg.SliceSizes, s.cfg.Now())
+		planned, err := orchestrator.Enqueue(ctx, tx, s.now(), s.cfg.SliceSizes)
 		if err != nil {
 			return err
 		}

@@ -35,17 +35,18 @@ type Run struct {
 	Waited time.Duration
 }
 
-// Claim leases up to limit queued runs that are due, for lease, to owner (sql/claim.sql):
-// highest live definition priority first, then newest slice first. Runs of disabled
-// definitions are not claimed. Concurrent claimers never get the same run.
-func Claim(ctx context.Context, db DB, owner string, lease time.Duration, limit int) ([]Run, error) {
+// Claim leases up to limit queued runs that are due at now, for lease, to owner
+// (sql/claim.sql): highest live definition priority first, then newest slice first. Runs of
+// disabled definitions are not claimed. Concurrent claimers never get the same run. A zero now
+// is the database clock.
+func Claim(ctx context.Context, db DB, now time.Time, owner string, lease time.Duration, limit int) ([]Run, error) {
 	if owner == "" {
 		return nil, errors.New("claim runs: empty owner")
 	}
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, claimSQL, limit, owner, lease.Seconds())
+	rows, err := db.Query(ctx, claimSQL, limit, owner, lease.Seconds(), at(now))
 	if err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
 	}
@@ -91,10 +92,10 @@ func fetchRange(s Slice, tf marketdata.Timeframe, coveredUntil *time.Time) Slice
 	return Slice{From: from, To: s.To}
 }
 
-// Heartbeat pushes the run's lease to now() + lease. It returns ErrLeaseLost when the run is
-// no longer running under this owner and attempt.
-func Heartbeat(ctx context.Context, db DB, run Run, lease time.Duration) error {
-	tag, err := db.Exec(ctx, heartbeatSQL, run.ID, run.Owner, run.Attempt, lease.Seconds())
+// Heartbeat pushes the run's lease to now + lease (a zero now is the database clock). It
+// returns ErrLeaseLost when the run is no longer running under this owner and attempt.
+func Heartbeat(ctx context.Context, db DB, now time.Time, run Run, lease time.Duration) error {
+	tag, err := db.Exec(ctx, heartbeatSQL, run.ID, run.Owner, run.Attempt, lease.Seconds(), at(now))
 	if err != nil {
 		return fmt.Errorf("renew lease of run %s: %w", run.ID, err)
 	}
@@ -104,11 +105,12 @@ func Heartbeat(ctx context.Context, db DB, run Run, lease time.Duration) error {
 	return nil
 }
 
-// Reap takes back running runs whose lease expired (sql/reap.sql): they return to the queue,
-// due at once, with their attempt count kept; a run that already used maxAttempts fails with
-// code lease_expired instead. It returns the ids of the runs it took back or failed.
-func Reap(ctx context.Context, db DB, maxAttempts int) ([]string, error) {
-	rows, err := db.Query(ctx, reapSQL, maxAttempts)
+// Reap takes back running runs whose lease expired by now (sql/reap.sql; a zero now is the
+// database clock): they return to the queue, due at once, with their attempt count kept; a
+// run that already used maxAttempts fails with code lease_expired instead. It returns the ids
+// of the runs it took back or failed.
+func Reap(ctx context.Context, db DB, now time.Time, maxAttempts int) ([]string, error) {
+	rows, err := db.Query(ctx, reapSQL, maxAttempts, at(now))
 	if err != nil {
 		return nil, fmt.Errorf("reap expired runs: %w", err)
 	}

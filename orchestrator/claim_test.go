@@ -34,7 +34,7 @@ func TestClaimWatchlistBeforeSearchBacklog(t *testing.T) {
 	watch := addDef(t, pool, "WATCH", marketdata.H1, 300, 30)
 	addRuns(t, pool, watch, 1, end.AddDate(0, 0, -20))
 
-	runs, err := Claim(t.Context(), pool, "w1", time.Minute, 1)
+	runs, err := Claim(t.Context(), pool, dbClock, "w1", time.Minute, 1)
 	require.NoError(t, err)
 	require.Len(t, runs, 1)
 	require.Equal(t, watch.ID, runs[0].JobDefID)
@@ -64,7 +64,7 @@ func TestClaimUsesLivePriorityThenNewestSlice(t *testing.T) {
 
 	// A watchlist add raises B after its runs were queued.
 	exec(t, pool, `UPDATE job_definitions SET priority = 300 WHERE id = $1`, b.ID)
-	runs, err := Claim(t.Context(), pool, "w1", time.Minute, 4)
+	runs, err := Claim(t.Context(), pool, dbClock, "w1", time.Minute, 4)
 	require.NoError(t, err)
 	require.Len(t, runs, 4)
 	var got []string
@@ -87,10 +87,10 @@ func TestClaimSkipsNotDueAndDisabled(t *testing.T) {
 	exec(t, pool, `UPDATE job_runs SET next_attempt_at = now() + interval '1 hour' WHERE job_def_id = $1`, later.ID)
 	exec(t, pool, `UPDATE job_definitions SET enabled = false WHERE id = $1`, off.ID)
 
-	runs := claimAll(t, pool, "w1")
+	runs := claimAll(t, pool, dbClock, "w1")
 	require.Len(t, runs, 1)
 	require.Equal(t, on.ID, runs[0].JobDefID)
-	require.Empty(t, claimAll(t, pool, "w2"), "a running run is not claimed again")
+	require.Empty(t, claimAll(t, pool, dbClock, "w2"), "a running run is not claimed again")
 }
 
 func TestConcurrentClaimersNeverShareARun(t *testing.T) {
@@ -107,7 +107,7 @@ func TestConcurrentClaimersNeverShareARun(t *testing.T) {
 	for i := range claimers {
 		wg.Go(func() {
 			for {
-				runs, err := Claim(t.Context(), pool, fmt.Sprintf("w%d", i), time.Minute, 3)
+				runs, err := Claim(t.Context(), pool, dbClock, fmt.Sprintf("w%d", i), time.Minute, 3)
 				if err != nil {
 					errs[i] = err
 					return

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -16,6 +17,15 @@ type DB interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// at is how a statement receives the clock: now itself, or nil for a zero now, which the
+// statement's coalesce($n::timestamptz, now()) turns into the database's clock.
+func at(now time.Time) *time.Time {
+	if now.IsZero() {
+		return nil
+	}
+	return &now
 }
 
 // ErrLeaseLost means the run is no longer running under this owner and attempt: its lease

@@ -55,6 +55,26 @@
 // the earliest delayed retry falls due. Several processes can share one database: the claim
 // never hands a run to two of them.
 //
+// # One clock
+//
+// Every statement that stamps or compares a time (planning, claims, heartbeats, writes,
+// failures and retries, reaping, milestones, the queue gauges) takes the clock as a parameter
+// in the shape coalesce($n::timestamptz, now()), and the exported functions take it as their
+// now argument: a zero now is NULL there, i.e. the database's clock. [Config.Now] nil, the
+// default, means the database clock everywhere: one clock for every process and replica that
+// shares the database, whatever their own clocks say. A clock set there (a test, a replay) is
+// used by every statement instead, never by some of them: a rule that compares a time one
+// statement stamped with a time another computed (a slice refreshed only while it was claimed
+// before it ended) must see both on one timeline. Go timers (ticks, polls, heartbeat and reap
+// intervals) measure durations and are not clocks in this sense.
+//
+// Rules that compare a definition's change with a run's (a failed run is retried once its
+// definition changed after the failure; the covered milestone counts runs failed since the
+// request) use the definition's revision counters, not times: those changes are stamped by
+// other writers (the replicator, the control plane, psql) on clocks of their own. Only the
+// milestone durations still subtract the request's requested_at, stamped by whoever made the
+// request (the replicator uses the database clock).
+//
 // Every query runs through the small [DB] interface (a pool, a connection or a caller's
 // pgx.Tx); the SQL lives in sql/*.sql, embedded.
 package orchestrator

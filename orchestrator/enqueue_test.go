@@ -22,7 +22,7 @@ func TestEnqueueMatchesTheGrid(t *testing.T) {
 	for _, tf := range marketdata.Timeframes {
 		defs[tf] = addDef(t, pool, "AAPL", tf, 100, 400)
 	}
-	res, err := Enqueue(t.Context(), pool, sizes, planNow)
+	res, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	total := 0
 	for _, tf := range marketdata.Timeframes {
@@ -42,10 +42,10 @@ func TestEnqueueIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "MSFT", marketdata.M15, 100, 30)
-	first, err := Enqueue(t.Context(), pool, smallSizes(), planNow)
+	first, err := Enqueue(t.Context(), pool, planNow, smallSizes())
 	require.NoError(t, err)
 	before := runsOf(t, pool, d.ID)
-	second, err := Enqueue(t.Context(), pool, smallSizes(), planNow.Add(time.Minute))
+	second, err := Enqueue(t.Context(), pool, planNow.Add(time.Minute), smallSizes())
 	require.NoError(t, err)
 	require.Equal(t, len(before), first.Inserted)
 	require.Equal(t, EnqueueResult{}, second, "a second tick adds and re-queues nothing while runs are queued")
@@ -62,7 +62,7 @@ func TestEnqueueSkipsDisabledDefinitions(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "IBM", marketdata.H1, 100, 30)
 	exec(t, pool, `UPDATE job_definitions SET enabled = false WHERE id = $1`, d.ID)
-	res, err := Enqueue(t.Context(), pool, smallSizes(), planNow)
+	res, err := Enqueue(t.Context(), pool, planNow, smallSizes())
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res)
 	require.Empty(t, runsOf(t, pool, d.ID))
@@ -73,13 +73,13 @@ func TestEnqueueCoveredEvenIfEmpty(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "NVDA", marketdata.M15, 100, 30)
-	_, err := Enqueue(t.Context(), pool, smallSizes(), planNow)
+	_, err := Enqueue(t.Context(), pool, planNow, smallSizes())
 	require.NoError(t, err)
-	runs := claimAll(t, pool, "w1")
+	runs := claimAll(t, pool, planNow, "w1")
 	require.Len(t, runs, 6)
 	writeAll(t, pool, runs, planNow)
 
-	res, err := Enqueue(t.Context(), pool, smallSizes(), planNow.Add(time.Minute))
+	res, err := Enqueue(t.Context(), pool, planNow.Add(time.Minute), smallSizes())
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice is fetched again")
 	got := runsOf(t, pool, d.ID)
@@ -101,12 +101,12 @@ func TestEnqueueOpenSliceLifecycle(t *testing.T) {
 	pool := pgtest.DB(t)
 	sizes := smallSizes()
 	d := addDef(t, pool, "TSLA", marketdata.M15, 100, 7)
-	_, err := Enqueue(t.Context(), pool, sizes, planNow)
+	_, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
-	runs := claimAll(t, pool, "w1")
+	runs := claimAll(t, pool, planNow, "w1")
 	require.Len(t, runs, 2)
 
-	res, err := Enqueue(t.Context(), pool, sizes, planNow)
+	res, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res, "running runs are left alone")
 
@@ -116,14 +116,14 @@ func TestEnqueueOpenSliceLifecycle(t *testing.T) {
 
 	// A week later the formerly open slice is closed but covered only up to planNow.
 	later := open.Slice.To.Add(time.Hour)
-	res, err = Enqueue(t.Context(), pool, sizes, later)
+	res, err = Enqueue(t.Context(), pool, later, sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Inserted: 1, Requeued: 1}, res, "the new open slice, and the closed one's tail")
-	again := claimAll(t, pool, "w1")
+	again := claimAll(t, pool, later, "w1")
 	require.Len(t, again, 2)
 	writeAll(t, pool, again, later)
 
-	res, err = Enqueue(t.Context(), pool, sizes, later.Add(time.Minute))
+	res, err = Enqueue(t.Context(), pool, later.Add(time.Minute), sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice; the closed one is covered now")
 	got := runsOf(t, pool, d.ID)
@@ -138,15 +138,15 @@ func TestEnqueueRetriesFailedSlicesOfAChangedDefinition(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "BACK", marketdata.H1, 100, 1)
 	now := planNow
-	run := claimOne(t, pool, d, Window(smallSizes()[marketdata.H1], 1, now)[0])
-	_, err := Fail(t.Context(), pool, run, &marketdata.Error{Provider: "alpaca", Kind: marketdata.Permanent, Code: "http_404", Message: "not found"}, RetryPolicy{})
+	run := claimOne(t, pool, now, d, Window(smallSizes()[marketdata.H1], 1, now)[0])
+	_, err := Fail(t.Context(), pool, now, run, &marketdata.Error{Provider: "alpaca", Kind: marketdata.Permanent, Code: "http_404", Message: "not found"}, RetryPolicy{})
 	require.NoError(t, err)
-	res, err := Enqueue(t.Context(), pool, smallSizes(), now)
+	res, err := Enqueue(t.Context(), pool, now, smallSizes())
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res, "a disabled definition is not planned")
 
 	exec(t, pool, `UPDATE job_definitions SET enabled = true, disabled_reason = NULL WHERE id = $1`, d.ID)
-	_, err = Enqueue(t.Context(), pool, smallSizes(), now)
+	_, err = Enqueue(t.Context(), pool, now, smallSizes())
 	require.NoError(t, err)
 	r := runByID(t, pool, d.ID, run.ID)
 	require.Equal(t, "queued", r.Status)
@@ -154,15 +154,15 @@ func TestEnqueueRetriesFailedSlicesOfAChangedDefinition(t *testing.T) {
 
 	// Failing again without a definition change: it stays failed through any number of ticks.
 	var target Run
-	for _, c := range claimAll(t, pool, "w1") {
+	for _, c := range claimAll(t, pool, now, "w1") {
 		if c.ID == run.ID {
 			target = c
 		}
 	}
 	require.Equal(t, run.ID, target.ID)
-	_, err = Fail(t.Context(), pool, target, &marketdata.Error{Provider: "alpaca", Kind: marketdata.Retryable, Code: "http_503", Message: "x"}, RetryPolicy{MaxAttempts: 1})
+	_, err = Fail(t.Context(), pool, now, target, &marketdata.Error{Provider: "alpaca", Kind: marketdata.Retryable, Code: "http_503", Message: "x"}, RetryPolicy{MaxAttempts: 1})
 	require.NoError(t, err)
-	res, err = Enqueue(t.Context(), pool, smallSizes(), now)
+	res, err = Enqueue(t.Context(), pool, now, smallSizes())
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res)
 	require.Equal(t, "failed", runByID(t, pool, d.ID, run.ID).Status)
@@ -190,23 +190,23 @@ func TestOpenSliceRefreshFetchesOnlyTheTail(t *testing.T) {
 	open := s[len(s)-1]
 	require.True(t, open.Open(planNow))
 
-	_, err := Enqueue(t.Context(), pool, sizes, planNow)
+	_, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	var first Run
-	for _, r := range claimAll(t, pool, "w1") {
+	for _, r := range claimAll(t, pool, planNow, "w1") {
 		if r.Slice == open {
 			first = r
 		}
 	}
 	require.Equal(t, Slice{From: planNow.AddDate(0, 0, -1), To: open.To}, first.Fetch, "first fetch: the slice from the window's start")
-	_, err = Write(t.Context(), pool, first, Fetched{Provider: "synthetic", Bars: hourBars(open.From, int(planNow.Sub(open.From)/time.Hour)+1, 10), Until: planNow})
+	_, err = Write(t.Context(), pool, planNow, first, Fetched{Provider: "synthetic", Bars: hourBars(open.From, int(planNow.Sub(open.From)/time.Hour)+1, 10), Until: planNow})
 	require.NoError(t, err)
 
 	later := planNow.Add(3 * time.Hour)
-	res, err := Enqueue(t.Context(), pool, sizes, later)
+	res, err := Enqueue(t.Context(), pool, later, sizes)
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Requeued, "the open slice is refreshed")
-	refresh := claimAll(t, pool, "w1")
+	refresh := claimAll(t, pool, later, "w1")
 	require.Len(t, refresh, 1)
 	require.Equal(t, Slice{From: planNow.Add(-time.Hour), To: open.To}, refresh[0].Fetch, "refresh starts one bar before the covered end")
 
@@ -214,7 +214,7 @@ func TestOpenSliceRefreshFetchesOnlyTheTail(t *testing.T) {
 	// lies before the refresh range, so it is not written; 15:00 was still forming then and
 	// changes; 16:00 to 18:00 are new.
 	bars := hourBars(ts("2026-11-26T14:00:00Z"), 5, 11)
-	n, err := Write(t.Context(), pool, refresh[0], Fetched{Provider: "synthetic", Bars: bars, Until: later})
+	n, err := Write(t.Context(), pool, later, refresh[0], Fetched{Provider: "synthetic", Bars: bars, Until: later})
 	require.NoError(t, err)
 	require.EqualValues(t, 4, n, "the bars of the tail, changed or new")
 	var old float64
@@ -237,24 +237,24 @@ func TestEnqueueGrownWindowRefetchesTheOldestSlice(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "GROW", marketdata.H1, 100, 40)
 	sizes := smallSizes()
-	_, err := Enqueue(t.Context(), pool, sizes, planNow)
+	_, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
-	runs := claimAll(t, pool, "w1")
+	runs := claimAll(t, pool, planNow, "w1")
 	oldest := runs[len(runs)-1]
 	require.Equal(t, planNow.AddDate(0, 0, -40), oldest.Fetch.From, "the oldest slice is fetched from the window's start")
 	require.True(t, oldest.Slice.From.Before(oldest.Fetch.From))
 	writeAll(t, pool, runs, planNow)
 
-	res, err := Enqueue(t.Context(), pool, sizes, planNow)
+	res, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice")
-	claimAll(t, pool, "w1")
+	claimAll(t, pool, planNow, "w1")
 
 	exec(t, pool, `UPDATE job_definitions SET window_days = 45 WHERE id = $1`, d.ID)
-	res, err = Enqueue(t.Context(), pool, sizes, planNow)
+	res, err = Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the oldest slice again; the open one is still running")
-	again := claimAll(t, pool, "w1")
+	again := claimAll(t, pool, planNow, "w1")
 	require.Len(t, again, 1)
 	require.Equal(t, oldest.Slice, again[0].Slice)
 	require.Equal(t, Slice{From: planNow.AddDate(0, 0, -45), To: oldest.Slice.To}, again[0].Fetch,
@@ -268,19 +268,19 @@ func TestEnqueueChangesLeavesOpenSlicesToTheTick(t *testing.T) {
 	pool := pgtest.DB(t)
 	addDef(t, pool, "OPEN", marketdata.H1, 100, 5)
 	sizes := smallSizes()
-	first, err := EnqueueChanges(t.Context(), pool, sizes, planNow)
+	first, err := EnqueueChanges(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	require.Positive(t, first.Inserted, "a new definition is planned by a change pass")
-	writeAll(t, pool, claimAll(t, pool, "w1"), planNow)
+	writeAll(t, pool, claimAll(t, pool, planNow, "w1"), planNow)
 
-	res, err := EnqueueChanges(t.Context(), pool, sizes, planNow.Add(time.Minute))
+	res, err := EnqueueChanges(t.Context(), pool, planNow.Add(time.Minute), sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res, "nothing changed: the open slice waits for the tick")
 	addDef(t, pool, "NEW", marketdata.H1, 100, 5)
-	res, err = EnqueueChanges(t.Context(), pool, sizes, planNow.Add(time.Minute))
+	res, err = EnqueueChanges(t.Context(), pool, planNow.Add(time.Minute), sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Inserted: first.Inserted}, res, "only the new definition's slices")
-	res, err = Enqueue(t.Context(), pool, sizes, planNow.Add(time.Minute))
+	res, err = Enqueue(t.Context(), pool, planNow.Add(time.Minute), sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the tick refreshes the open slice")
 }
@@ -292,14 +292,14 @@ func TestEnqueueRefreshAge(t *testing.T) {
 	pool := pgtest.DB(t)
 	addDef(t, pool, "AGE", marketdata.H1, 100, 5)
 	sizes := smallSizes()
-	_, err := Enqueue(t.Context(), pool, sizes, planNow)
+	_, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
-	writeAll(t, pool, claimAll(t, pool, "w1"), planNow)
+	writeAll(t, pool, claimAll(t, pool, planNow, "w1"), planNow)
 
-	res, err := enqueue(t.Context(), pool, sizes, planNow, true, time.Hour)
+	res, err := enqueue(t.Context(), pool, planNow, sizes, true, time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res, "fetched less than an hour ago")
-	res, err = enqueue(t.Context(), pool, sizes, planNow, true, 0)
+	res, err = enqueue(t.Context(), pool, planNow, sizes, true, 0)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Requeued: 1}, res)
 }

@@ -36,30 +36,33 @@ RETURNING id::text`, ticker, d.SymbolID, string(tf), windowDays, priority).Scan(
 	return d
 }
 
+// dbClock is the clock argument that means the database's clock.
+var dbClock time.Time
+
 // runRow is a job_runs row as the tests look at it.
 type runRow struct {
-	ID               string
-	From, To         time.Time
-	Status           string
-	Attempt          int
-	ErrorCode        *string
-	RowsWritten      int
-	NextAttemptInSec float64
+	ID            string
+	From, To      time.Time
+	Status        string
+	Attempt       int
+	ErrorCode     *string
+	RowsWritten   int
+	NextAttemptAt time.Time
 }
 
 func runsOf(t *testing.T, pool *pgxpool.Pool, defID string) []runRow {
 	t.Helper()
 	rows, err := pool.Query(t.Context(), `
 SELECT id::text, slice_from, slice_to, status, attempt, error_code, rows_written,
-       extract(epoch FROM next_attempt_at - now())::float8
+       next_attempt_at
 FROM job_runs WHERE job_def_id = $1 ORDER BY slice_from`, defID)
 	require.NoError(t, err)
 	defer rows.Close()
 	var out []runRow
 	for rows.Next() {
 		var r runRow
-		require.NoError(t, rows.Scan(&r.ID, &r.From, &r.To, &r.Status, &r.Attempt, &r.ErrorCode, &r.RowsWritten, &r.NextAttemptInSec))
-		r.From, r.To = r.From.UTC(), r.To.UTC()
+		require.NoError(t, rows.Scan(&r.ID, &r.From, &r.To, &r.Status, &r.Attempt, &r.ErrorCode, &r.RowsWritten, &r.NextAttemptAt))
+		r.From, r.To, r.NextAttemptAt = r.From.UTC(), r.To.UTC(), r.NextAttemptAt.UTC()
 		out = append(out, r)
 	}
 	require.NoError(t, rows.Err())
@@ -72,19 +75,19 @@ func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 	require.NoError(t, err)
 }
 
-// claimAll claims every due run.
-func claimAll(t *testing.T, pool *pgxpool.Pool, owner string) []Run {
+// claimAll claims every run due at now (zero: the database clock).
+func claimAll(t *testing.T, pool *pgxpool.Pool, now time.Time, owner string) []Run {
 	t.Helper()
-	runs, err := Claim(t.Context(), pool, owner, time.Minute, 10000)
+	runs, err := Claim(t.Context(), pool, now, owner, time.Minute, 10000)
 	require.NoError(t, err)
 	return runs
 }
 
-// writeAll writes every run with no bars, fetched at until.
-func writeAll(t *testing.T, pool *pgxpool.Pool, runs []Run, until time.Time) {
+// writeAll writes every run with no bars, fetched and written at now.
+func writeAll(t *testing.T, pool *pgxpool.Pool, runs []Run, now time.Time) {
 	t.Helper()
 	for _, r := range runs {
-		_, err := Write(t.Context(), pool, r, Fetched{Provider: "synthetic", Until: until})
+		_, err := Write(t.Context(), pool, now, r, Fetched{Provider: "synthetic", Until: now})
 		require.NoError(t, err)
 	}
 }
@@ -93,10 +96,24 @@ func writeAll(t *testing.T, pool *pgxpool.Pool, runs []Run, until time.Time) {
 func stable(rows []runRow) []runRow {
 	out := make([]runRow, len(rows))
 	for i, r := range rows {
-		r.NextAttemptInSec = 0
+		r.NextAttemptAt = time.Time{}
 		out[i] = r
 	}
 	return out
+}
+
+// runningClock is a clock for an orchestrator under test: it starts at start and runs at the
+// wall clock's pace, so leases, retry delays and waits behave as in production while the slice
+// boundaries stay where the test put them, whatever the date.
+func runningClock(start time.Time) func() time.Time {
+	began := time.Now()
+	return func() time.Time { return start.Add(time.Since(began)) }
+}
+
+// midSlice is the middle of the slice of the given size that holds planNow: a start for a
+// running clock that no slice boundary comes near while a test runs.
+func midSlice(size time.Duration) time.Time {
+	return Slices(size, planNow, planNow.Add(time.Second))[0].From.Add(size / 2)
 }
 
 func contextCanceled() error {

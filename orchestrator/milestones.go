@@ -21,10 +21,13 @@ type Milestones struct {
 }
 
 // RecordMilestones records the milestones of run's definition after the run succeeded with
-// written bars changed, and returns those reached now. Call it after the run's write committed.
-func RecordMilestones(ctx context.Context, db DB, run Run, written int64) (Milestones, error) {
+// written bars changed, and returns those reached now (stamped with now; a zero now is the
+// database clock). Call it after the run's write committed. The durations count from the
+// definition's requested_at, which whoever made the request stamped (the replicator: the
+// database clock).
+func RecordMilestones(ctx context.Context, db DB, now time.Time, run Run, written int64) (Milestones, error) {
 	var first, covered *float64
-	err := db.QueryRow(ctx, milestonesSQL, run.JobDefID, written).Scan(&first, &covered)
+	err := db.QueryRow(ctx, milestonesSQL, run.JobDefID, written, at(now)).Scan(&first, &covered)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Milestones{}, nil
 	}

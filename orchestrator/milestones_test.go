@@ -17,31 +17,31 @@ func TestMilestones(t *testing.T) {
 	d := addDef(t, pool, "AAPL", marketdata.H1, 100, 60)
 	var updatedBefore time.Time
 	require.NoError(t, pool.QueryRow(ctx, `SELECT updated_at FROM job_definitions WHERE id = $1`, d.ID).Scan(&updatedBefore))
-	_, err := Enqueue(ctx, pool, smallSizes(), time.Now())
+	_, err := Enqueue(ctx, pool, dbClock, smallSizes())
 	require.NoError(t, err)
-	runs := claimAll(t, pool, "w1")
+	runs := claimAll(t, pool, dbClock, "w1")
 	require.Greater(t, len(runs), 2, "a 60-day h1 window is several 30-day slices")
 
 	// The first run writes no bars: no milestone yet.
-	ms, err := RecordMilestones(ctx, pool, runs[0], 0)
+	ms, err := RecordMilestones(ctx, pool, dbClock, runs[0], 0)
 	require.NoError(t, err)
 	require.Equal(t, Milestones{}, ms)
 
 	// A run with bars: the first-bars milestone, once.
-	_, err = Write(ctx, pool, runs[1], Fetched{Provider: "synthetic", Bars: hourBars(runs[1].Slice.From, 3, 10), Until: time.Now()})
+	_, err = Write(ctx, pool, dbClock, runs[1], Fetched{Provider: "synthetic", Bars: hourBars(runs[1].Slice.From, 3, 10)})
 	require.NoError(t, err)
-	ms, err = RecordMilestones(ctx, pool, runs[1], 3)
+	ms, err = RecordMilestones(ctx, pool, dbClock, runs[1], 3)
 	require.NoError(t, err)
 	require.True(t, ms.ReachedFirstBars)
 	require.False(t, ms.ReachedCovered, "other runs are still running")
 	require.GreaterOrEqual(t, ms.FirstBars, time.Duration(0))
-	ms, err = RecordMilestones(ctx, pool, runs[1], 3)
+	ms, err = RecordMilestones(ctx, pool, dbClock, runs[1], 3)
 	require.NoError(t, err)
 	require.False(t, ms.ReachedFirstBars, "reported once per request")
 
 	// The last run done completes the window.
-	writeAll(t, pool, append([]Run{runs[0]}, runs[2:]...), time.Now())
-	ms, err = RecordMilestones(ctx, pool, runs[len(runs)-1], 0)
+	writeAll(t, pool, append([]Run{runs[0]}, runs[2:]...), dbClock)
+	ms, err = RecordMilestones(ctx, pool, dbClock, runs[len(runs)-1], 0)
 	require.NoError(t, err)
 	require.True(t, ms.ReachedCovered)
 	require.GreaterOrEqual(t, ms.Covered, ms.FirstBars)
@@ -57,7 +57,7 @@ func TestMilestones(t *testing.T) {
 	// Re-enabling is a new request: the milestones start over.
 	exec(t, pool, `UPDATE job_definitions SET enabled = false WHERE id = $1`, d.ID)
 	exec(t, pool, `UPDATE job_definitions SET enabled = true, requested_at = now(), first_bars_at = NULL, covered_at = NULL WHERE id = $1`, d.ID)
-	ms, err = RecordMilestones(ctx, pool, runs[1], 1)
+	ms, err = RecordMilestones(ctx, pool, dbClock, runs[1], 1)
 	require.NoError(t, err)
 	require.True(t, ms.ReachedFirstBars)
 }

@@ -92,8 +92,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger. Default: discard.
 	Logger *slog.Logger
-	// Now is the planning clock (window ends, coverage of open slices). Default time.Now.
-	// Leases and retry delays use the database clock.
+	// Now is the clock of every statement: planning (window ends), claims, leases, retry
+	// delays, reaping, writes and milestones (see the package doc, "One clock"). Default nil:
+	// the database clock everywhere, one clock for every process sharing the database. Tests
+	// and replays set it; it must then move forward, or nothing delayed ever falls due.
 	Now func() time.Time
 }
 
@@ -137,9 +139,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	return c
 }
@@ -252,6 +251,14 @@ func (o *Orchestrator) Stop(ctx context.Context) error {
 // whoever plans on its behalf, such as the control plane's RunTick: planning on another grid
 // would queue slices overlapping its own.
 func (o *Orchestrator) SliceSizes() SliceSizes { return maps.Clone(o.cfg.SliceSizes) }
+
+// now is the instant the statements run at: Config.Now, or zero (the database clock).
+func (o *Orchestrator) now() time.Time {
+	if o.cfg.Now == nil {
+		return time.Time{}
+	}
+	return o.cfg.Now()
+}
 
 func (o *Orchestrator) signalPlan() {
 	select {
@@ -366,7 +373,7 @@ func (o *Orchestrator) loop(ctx context.Context) {
 		exhausted := false
 		for active < o.cfg.Concurrency && ctx.Err() == nil {
 			want := o.cfg.Concurrency - active
-			runs, err := Claim(ctx, o.cfg.Pool, o.cfg.Owner, o.cfg.Lease, want)
+			runs, err := Claim(ctx, o.cfg.Pool, o.now(), o.cfg.Owner, o.cfg.Lease, want)
 			if err != nil {
 				if ctx.Err() == nil {
 					o.log.LogAttrs(ctx, slog.LevelError, "claim runs failed", slog.Any("error", err))
@@ -446,7 +453,7 @@ func (o *Orchestrator) armDue(ctx context.Context, due *time.Timer) {
 func (o *Orchestrator) sampleQueue(ctx context.Context) (next *float64, ok bool) {
 	var depth int64
 	var oldest float64
-	if err := o.cfg.Pool.QueryRow(ctx, queueSQL).Scan(&depth, &oldest, &next); err != nil {
+	if err := o.cfg.Pool.QueryRow(ctx, queueSQL, at(o.now())).Scan(&depth, &oldest, &next); err != nil {
 		if ctx.Err() == nil {
 			o.log.LogAttrs(ctx, slog.LevelError, "read queue failed", slog.Any("error", err))
 		}
@@ -463,7 +470,7 @@ func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 	start := time.Now()
 	// A full pass refreshes slices fetched while open, unless their last fetch is younger than
 	// half a tick: another process's tick or start just did it.
-	res, err := enqueue(ctx, o.cfg.Pool, o.cfg.SliceSizes, o.cfg.Now(), full, o.cfg.Tick/2)
+	res, err := enqueue(ctx, o.cfg.Pool, o.now(), o.cfg.SliceSizes, full, o.cfg.Tick/2)
 	if err != nil {
 		if ctx.Err() == nil {
 			o.log.LogAttrs(ctx, slog.LevelError, "plan failed", slog.Any("error", err))
@@ -487,7 +494,7 @@ func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 }
 
 func (o *Orchestrator) reap(ctx context.Context) {
-	ids, err := Reap(ctx, o.cfg.Pool, o.cfg.MaxAttempts)
+	ids, err := Reap(ctx, o.cfg.Pool, o.now(), o.cfg.MaxAttempts)
 	if err != nil {
 		if ctx.Err() == nil {
 			o.log.LogAttrs(ctx, slog.LevelError, "reap expired leases failed", slog.Any("error", err))
@@ -508,7 +515,9 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	var beat sync.WaitGroup
 	beat.Go(func() { o.heartbeat(runCtx, cancel, run, stopBeat) })
 
-	until := o.cfg.Now()
+	// When the fetch starts: what it can bring is covered up to here. Zero (the database
+	// clock) means the claim's instant, which the run carries in the database.
+	until := o.now()
 	fetchCtx, fetchCancel := context.WithTimeout(runCtx, o.cfg.FetchTimeout)
 	bars, err := o.cfg.Provider.Bars(fetchCtx, marketdata.Request{
 		Symbol: run.Symbol, Timeframe: run.Timeframe, From: run.Fetch.From, To: run.Fetch.To,
@@ -526,14 +535,14 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	case err == nil:
 		o.writers <- struct{}{}
 		writeStart := time.Now()
-		written, werr := Write(rec, o.cfg.Pool, run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until})
+		written, werr := Write(rec, o.cfg.Pool, o.now(), run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until})
 		o.metrics.writeSeconds.WithLabelValues(string(run.Timeframe)).Observe(time.Since(writeStart).Seconds())
 		<-o.writers
 		switch {
 		case werr == nil:
 			outcome = Succeeded
 			o.metrics.barsWritten.WithLabelValues(string(run.Timeframe)).Add(float64(written))
-			if ms, err := RecordMilestones(rec, o.cfg.Pool, run, written); err != nil {
+			if ms, err := RecordMilestones(rec, o.cfg.Pool, o.now(), run, written); err != nil {
 				// Only the latency metrics suffer: the run's result is already committed.
 				o.log.LogAttrs(ctx, slog.LevelWarn, "record backfill milestones", slog.String("job_run_id", run.ID), slog.Any("error", err))
 			} else {
@@ -566,7 +575,7 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 }
 
 func (o *Orchestrator) fail(ctx context.Context, run Run, cause error) Outcome {
-	out, err := Fail(ctx, o.cfg.Pool, run, cause, o.cfg.Retry)
+	out, err := Fail(ctx, o.cfg.Pool, o.now(), run, cause, o.cfg.Retry)
 	switch {
 	case errors.Is(err, ErrLeaseLost):
 		return LeaseLost
@@ -592,7 +601,7 @@ func (o *Orchestrator) heartbeat(ctx context.Context, cancel context.CancelCause
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := Heartbeat(ctx, o.cfg.Pool, run, o.cfg.Lease)
+			err := Heartbeat(ctx, o.cfg.Pool, o.now(), run, o.cfg.Lease)
 			switch {
 			case errors.Is(err, ErrLeaseLost):
 				cancel(ErrLeaseLost)

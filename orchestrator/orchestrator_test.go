@@ -156,16 +156,18 @@ func TestOrchestratorBackfillsWhenNotified(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	events := make(chan done, 100)
 	plans := make(chan struct{}, 10)
-	o := startOrchestrator(t, Config{Pool: pool, Provider: &fakeProvider{}, Tick: time.Hour, Concurrency: 1, Registerer: reg}, events, plans)
+	now := runningClock(midSlice(DefaultSliceSizes()[marketdata.M15]))
+	o := startOrchestrator(t, Config{Pool: pool, Provider: &fakeProvider{}, Tick: time.Hour, Concurrency: 1, Registerer: reg, Now: now}, events, plans)
 	<-plans // the pass at start, with nothing to do
 
 	// The definition arrives with the replicator's notification.
-	before := time.Now()
+	before := now()
 	d := addDef(t, pool, "AAPL", marketdata.M15, 300, 21)
 	exec(t, pool, `SELECT pg_notify($1, '')`, replicator.NotifyChannel)
 	got := waitIdle(t, pool, events, o)
 
-	want := Window(DefaultSliceSizes()[marketdata.M15], 21, time.Now())
+	after := now()
+	want := Window(DefaultSliceSizes()[marketdata.M15], 21, after)
 	require.Len(t, got, len(want))
 	for _, e := range got {
 		require.Equal(t, Succeeded, e.outcome)
@@ -179,7 +181,7 @@ func TestOrchestratorBackfillsWhenNotified(t *testing.T) {
 	c := coverageOf(t, pool, d)
 	require.True(t, want[0].From.Before(*c.From), "the oldest slice is fetched from the window's start, not its own")
 	require.False(t, c.From.Before(before.AddDate(0, 0, -21)), "covered from the window's start %s", *c.From)
-	require.False(t, c.From.After(time.Now().AddDate(0, 0, -21)), "covered from the window's start %s", c.From)
+	require.False(t, c.From.After(after.AddDate(0, 0, -21)), "covered from the window's start %s", c.From)
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.completed.WithLabelValues("m15", "success")))
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.barsWritten.WithLabelValues("m15")))
 	require.EqualValues(t, len(want), testutil.ToFloat64(o.metrics.claimed))
@@ -219,7 +221,8 @@ func TestOrchestratorRetriesWhenDue(t *testing.T) {
 		return nil
 	}}
 	events := make(chan done, 100)
-	o := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour,
+	// A 5-day window in the middle of a 41-day slice: one run, whatever the date.
+	o := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Now: runningClock(midSlice(DefaultSliceSizes()[marketdata.H1])),
 		Retry: RetryPolicy{BaseDelay: 20 * time.Millisecond, MaxDelay: 50 * time.Millisecond}}, events, nil)
 	got := waitIdle(t, pool, events, o)
 	outcomes := map[Outcome]int{}
@@ -236,11 +239,28 @@ func TestOrchestratorRetriesWhenDue(t *testing.T) {
 func TestTwoOrchestratorsShareTheWork(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	p := &fakeProvider{}
+	// The first fetches wait until more are in flight than one process can hold (Concurrency
+	// 4): both processes have claimed work, however the scheduler favours one of them.
+	const together = 5
+	arrived := make(chan struct{}, together)
+	release := make(chan struct{})
+	var once sync.Once
+	p := &fakeProvider{fail: func(req marketdata.Request, call int) error {
+		select {
+		case arrived <- struct{}{}:
+			if len(arrived) == together {
+				once.Do(func() { close(release) })
+			}
+			<-release
+		default: // the barrier is past
+		}
+		return nil
+	}}
 	events := make(chan done, 1000)
 	plans := make(chan struct{}, 100)
-	a := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Concurrency: 4, Owner: "a"}, events, plans)
-	b := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Concurrency: 4, Owner: "b"}, events, plans)
+	clock := runningClock(midSlice(DefaultSliceSizes()[marketdata.H1])) // one clock, as the database's for both
+	a := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Concurrency: 4, Owner: "a", Now: clock}, events, plans)
+	b := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Concurrency: 4, Owner: "b", Now: clock}, events, plans)
 	<-plans
 	<-plans // both idle and listening: the work arrives at both at once
 	var defs []def
@@ -254,7 +274,7 @@ func TestTwoOrchestratorsShareTheWork(t *testing.T) {
 		require.Equal(t, Succeeded, e.outcome)
 		owners[e.run.Owner]++
 	}
-	now := time.Now()
+	now := clock()
 	for _, d := range defs {
 		for _, s := range Window(DefaultSliceSizes()[marketdata.H1], 365, now) {
 			if s.Open(now) {
@@ -325,9 +345,9 @@ func TestDeadWorkersRunIsRescued(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "KILLED", marketdata.H1, 100, 1)
-	_, err := Enqueue(t.Context(), pool, DefaultSliceSizes(), time.Now())
+	_, err := Enqueue(t.Context(), pool, dbClock, DefaultSliceSizes())
 	require.NoError(t, err)
-	dead, err := Claim(t.Context(), pool, "killed-process", time.Minute, 10)
+	dead, err := Claim(t.Context(), pool, dbClock, "killed-process", time.Minute, 10)
 	require.NoError(t, err)
 	require.NotEmpty(t, dead)
 	exec(t, pool, `UPDATE job_runs SET lease_expires_at = now() - interval '1 second'`)

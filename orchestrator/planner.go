@@ -79,9 +79,10 @@ func Slices(size time.Duration, from, to time.Time) []Slice {
 	return out
 }
 
-// Window returns the slices of a definition's window [now − windowDays, now].
+// Window returns the slices of a definition's window [now − windowDays, now]. A window day is
+// 24 hours (in UTC), whatever now's location and its DST changes, as sql/enqueue.sql counts.
 func Window(size time.Duration, windowDays int, now time.Time) []Slice {
-	return Slices(size, now.AddDate(0, 0, -windowDays), now)
+	return Slices(size, now.UTC().AddDate(0, 0, -windowDays), now)
 }
 
 func floorDiv(a, b int64) int64 {
@@ -100,24 +101,24 @@ type EnqueueResult struct {
 	Requeued int // runs set back from success to queued: open slices and slices that closed
 }
 
-// Enqueue plans every enabled definition at now: a queued run for each slice of its window not
-// covered yet (sql/enqueue.sql), and the refresh of slices fetched while open. It is
-// idempotent: planning twice at the same now changes nothing the second time, except that a
-// slice fetched while open is queued again.
-func Enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (EnqueueResult, error) {
-	return enqueue(ctx, db, sizes, now, true, 0)
+// Enqueue plans every enabled definition at now (a zero now is the database clock): a queued
+// run, due at now, for each slice of its window not covered yet (sql/enqueue.sql), and the
+// refresh of slices fetched while open. It is idempotent: planning twice at the same now
+// changes nothing the second time, except that a slice fetched while open is queued again.
+func Enqueue(ctx context.Context, db DB, now time.Time, sizes SliceSizes) (EnqueueResult, error) {
+	return enqueue(ctx, db, now, sizes, true, 0)
 }
 
 // EnqueueChanges is Enqueue without the refresh of open slices: what a change of the
 // definitions asks for (new definitions, grown windows, re-enabled ones), so that a burst of
 // changes does not fetch every open slice again each time.
-func EnqueueChanges(ctx context.Context, db DB, sizes SliceSizes, now time.Time) (EnqueueResult, error) {
-	return enqueue(ctx, db, sizes, now, false, 0)
+func EnqueueChanges(ctx context.Context, db DB, now time.Time, sizes SliceSizes) (EnqueueResult, error) {
+	return enqueue(ctx, db, now, sizes, false, 0)
 }
 
 // enqueue plans; with refresh, slices fetched while open are queued again once their last
 // fetch finished at least refreshAge ago.
-func enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time, refresh bool, refreshAge time.Duration) (EnqueueResult, error) {
+func enqueue(ctx context.Context, db DB, now time.Time, sizes SliceSizes, refresh bool, refreshAge time.Duration) (EnqueueResult, error) {
 	if err := sizes.validate(); err != nil {
 		return EnqueueResult{}, err
 	}
@@ -127,7 +128,7 @@ func enqueue(ctx context.Context, db DB, sizes SliceSizes, now time.Time, refres
 		tfs = append(tfs, string(tf))
 		secs = append(secs, int64(sizes[tf]/time.Second))
 	}
-	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, now, refresh, refreshAge.Seconds())
+	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, at(now), refresh, refreshAge.Seconds())
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
 	}

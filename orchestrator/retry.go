@@ -116,10 +116,11 @@ func (p RetryPolicy) decide(run Run, cause error) decision {
 //   - anything else is retryable: queued again after a jittered exponential backoff, until the
 //     run has used MaxAttempts, then failed.
 //
-// error_code is the provider's code (or "internal"), error_message the error text. It returns
+// error_code is the provider's code (or "internal"), error_message the error text; delays
+// count from now, which also stamps finished_at (a zero now is the database clock). It returns
 // ErrLeaseLost, recording nothing, when the run is no longer leased to run.Owner at
 // run.Attempt.
-func Fail(ctx context.Context, db DB, run Run, cause error, p RetryPolicy) (Outcome, error) {
+func Fail(ctx context.Context, db DB, now time.Time, run Run, cause error, p RetryPolicy) (Outcome, error) {
 	d := p.decide(run, cause)
 	var disable *string
 	if d.disableWhy != "" {
@@ -127,7 +128,7 @@ func Fail(ctx context.Context, db DB, run Run, cause error, p RetryPolicy) (Outc
 	}
 	var n int
 	if err := db.QueryRow(ctx, failSQL, run.ID, run.Owner, run.Attempt, d.status, d.refund,
-		d.delay.Seconds(), d.code, d.msg, disable).Scan(&n); err != nil {
+		d.delay.Seconds(), d.code, d.msg, disable, at(now)).Scan(&n); err != nil {
 		return "", fmt.Errorf("record failure of run %s: %w", run.ID, err)
 	}
 	if n == 0 {

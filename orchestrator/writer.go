@@ -14,7 +14,8 @@ type Fetched struct {
 	Provider string           // stored as ohlc_bars_v2.provider and job_runs.provider
 	Bars     []marketdata.Bar // bars outside run.Fetch are dropped; of a repeated TS the last is written
 	// Until is when the fetch started: run.Fetch counts as covered up to min(its end, Until),
-	// so an open slice is not marked covered beyond what could exist.
+	// so an open slice is not marked covered beyond what could exist. Zero means the run's
+	// claim (started_at), which came just before the fetch, on the same clock.
 	Until time.Time
 }
 
@@ -22,11 +23,12 @@ type Fetched struct {
 // round trip: the bars, upserted so that only rows whose values differ change, the covered
 // range in coverage_status, and the run's success with rows_written. Nothing is written when
 // the run is no longer leased to run.Owner at run.Attempt: that returns ErrLeaseLost. It
-// returns the number of bar rows inserted or changed.
+// returns the number of bar rows inserted or changed. now stamps the write (fetched_at,
+// last_success_at, finished_at); a zero now is the database clock.
 //
 // The bars travel as six arrays rather than through COPY into a staging table: one statement
 // instead of five, and no temporary table created and dropped per run.
-func Write(ctx context.Context, db DB, run Run, f Fetched) (written int64, err error) {
+func Write(ctx context.Context, db DB, now time.Time, run Run, f Fetched) (written int64, err error) {
 	fetch := run.Fetch
 	if fetch.From.IsZero() {
 		fetch = run.Slice
@@ -41,8 +43,8 @@ func Write(ctx context.Context, db DB, run Run, f Fetched) (written int64, err e
 	var marked int64
 	if err := db.QueryRow(ctx, writeSQL, run.ID, run.Owner, run.Attempt,
 		run.Symbol, string(run.Timeframe), run.SymbolID, f.Provider,
-		fetch.From, fetch.To, f.Until,
-		ts, open, high, low, closes, volume).Scan(&marked, &written); err != nil {
+		fetch.From, fetch.To, at(f.Until),
+		ts, open, high, low, closes, volume, at(now)).Scan(&marked, &written); err != nil {
 		return 0, fmt.Errorf("write run %s: %w", run.ID, err)
 	}
 	if marked == 0 {

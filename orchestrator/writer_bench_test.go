@@ -36,9 +36,9 @@ func benchmarkWrite(b *testing.B, n int) {
 		_, err := pool.Exec(b.Context(), `
 INSERT INTO job_runs (job_def_id, symbol, timeframe, job_type, slice_from, slice_to) SELECT id, symbol, timeframe, job_type, $2, $3 FROM job_definitions WHERE id = $1`, d.ID, s.From, s.To)
 		require.NoError(b, err)
-		runs, err := Claim(b.Context(), pool, "bench", time.Minute, 1)
+		runs, err := Claim(b.Context(), pool, dbClock, "bench", time.Minute, 1)
 		require.NoError(b, err)
-		written, err := Write(b.Context(), pool, runs[0], Fetched{Provider: "synthetic", Bars: bars, Until: time.Now()})
+		written, err := Write(b.Context(), pool, dbClock, runs[0], Fetched{Provider: "synthetic", Bars: bars})
 		require.NoError(b, err)
 		require.EqualValues(b, n, written)
 	}

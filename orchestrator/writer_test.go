@@ -12,14 +12,20 @@ import (
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
-// claimOne queues one run of d for slice s and claims it.
-func claimOne(t *testing.T, pool *pgxpool.Pool, d def, s Slice) Run {
+// claimOne queues one run of d for slice s, due at now, and claims it at now (zero: the
+// database clock).
+func claimOne(t *testing.T, pool *pgxpool.Pool, now time.Time, d def, s Slice) Run {
 	t.Helper()
+	var due *time.Time
+	if !now.IsZero() {
+		due = &now
+	}
 	exec(t, pool, `
-INSERT INTO job_runs (job_def_id, symbol, timeframe, job_type, slice_from, slice_to)
-SELECT id, symbol, timeframe, job_type, $2, $3 FROM job_definitions WHERE id = $1
-ON CONFLICT (job_def_id, slice_from, slice_to) DO UPDATE SET status = 'queued', next_attempt_at = now()`, d.ID, s.From, s.To)
-	runs, err := Claim(t.Context(), pool, "w1", time.Minute, 1)
+INSERT INTO job_runs (job_def_id, symbol, timeframe, job_type, slice_from, slice_to, next_attempt_at)
+SELECT id, symbol, timeframe, job_type, $2, $3, coalesce($4::timestamptz, now()) FROM job_definitions WHERE id = $1
+ON CONFLICT (job_def_id, slice_from, slice_to) DO UPDATE SET status = 'queued', next_attempt_at = EXCLUDED.next_attempt_at`,
+		d.ID, s.From, s.To, due)
+	runs, err := Claim(t.Context(), pool, now, "w1", time.Minute, 1)
 	require.NoError(t, err)
 	require.Len(t, runs, 1)
 	return runs[0]
@@ -49,12 +55,12 @@ func TestWriteBarsOnce(t *testing.T) {
 	stray := append(append([]marketdata.Bar{{TS: s.From.Add(-time.Hour), Open: 1, High: 1, Low: 1, Close: 1}}, bars...),
 		marketdata.Bar{TS: s.To, Open: 1, High: 1, Low: 1, Close: 1}, bars[3])
 
-	n, err := Write(t.Context(), pool, claimOne(t, pool, d, s), Fetched{Provider: "synthetic", Bars: stray, Until: planNow})
+	n, err := Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Bars: stray, Until: planNow})
 	require.NoError(t, err)
 	require.EqualValues(t, 24, n, "bars outside the slice are dropped, a repeated ts written once")
 	exec(t, pool, `DELETE FROM ohlc_bars_v2`)
 
-	n, err = Write(t.Context(), pool, claimOne(t, pool, d, s), Fetched{Provider: "synthetic", Bars: bars, Until: planNow})
+	n, err = Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Bars: bars, Until: planNow})
 	require.NoError(t, err)
 	require.EqualValues(t, 24, n)
 	rows := runsOf(t, pool, d.ID)
@@ -63,7 +69,7 @@ func TestWriteBarsOnce(t *testing.T) {
 	require.Equal(t, 24, rows[0].RowsWritten)
 
 	// The same slice again: nothing changes, nothing duplicates.
-	n, err = Write(t.Context(), pool, claimOne(t, pool, d, s), Fetched{Provider: "synthetic", Bars: bars, Until: planNow})
+	n, err = Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Bars: bars, Until: planNow})
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Equal(t, 24, countBars(t, pool, d))
@@ -71,7 +77,7 @@ func TestWriteBarsOnce(t *testing.T) {
 
 	// One corrected bar: one row changed.
 	bars[5].Close = 123.5
-	n, err = Write(t.Context(), pool, claimOne(t, pool, d, s), Fetched{Provider: "synthetic", Bars: bars, Until: planNow})
+	n, err = Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Bars: bars, Until: planNow})
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 	require.Equal(t, 24, countBars(t, pool, d))
@@ -107,7 +113,7 @@ func TestWriteZeroBarsStillCovers(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "EMPTY", marketdata.H1, 100, 30)
 	s := Slice{From: ts("2026-11-21T00:00:00Z"), To: ts("2026-11-22T00:00:00Z")} // a Saturday
-	n, err := Write(t.Context(), pool, claimOne(t, pool, d, s), Fetched{Provider: "synthetic", Until: planNow})
+	n, err := Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Until: planNow})
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Equal(t, "success", runsOf(t, pool, d.ID)[0].Status)
@@ -124,7 +130,7 @@ func TestCoverageRangesAreExact(t *testing.T) {
 	d := addDef(t, pool, "HOLE", marketdata.H1, 100, 30)
 	day := func(s string) Slice { return Slice{From: ts(s), To: ts(s).Add(24 * time.Hour)} }
 	for _, s := range []Slice{day("2026-11-20T00:00:00Z"), day("2026-11-22T00:00:00Z"), day("2026-11-21T00:00:00Z"), day("2026-11-24T00:00:00Z")} {
-		_, err := Write(t.Context(), pool, claimOne(t, pool, d, s), Fetched{Provider: "synthetic", Bars: hourBars(s.From, 2, 10), Until: planNow})
+		_, err := Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Bars: hourBars(s.From, 2, 10), Until: planNow})
 		require.NoError(t, err)
 	}
 	c := coverageOf(t, pool, d)
@@ -135,7 +141,7 @@ func TestCoverageRangesAreExact(t *testing.T) {
 
 	// An open slice is covered only up to when it was fetched.
 	open := Slice{From: ts("2026-11-26T00:00:00Z"), To: ts("2026-11-27T00:00:00Z")}
-	_, err := Write(t.Context(), pool, claimOne(t, pool, d, open), Fetched{Provider: "synthetic", Until: ts("2026-11-26T15:07:00Z")})
+	_, err := Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, open), Fetched{Provider: "synthetic", Until: ts("2026-11-26T15:07:00Z")})
 	require.NoError(t, err)
 	c = coverageOf(t, pool, d)
 	require.Equal(t, "11-20T00..11-23T00 11-24T00..11-25T00 11-26T00..11-26T15", c.Covered)
@@ -147,15 +153,14 @@ func TestWriteAfterLostLeaseWritesNothing(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "LOST", marketdata.H1, 100, 30)
 	s := Slice{From: ts("2026-11-20T00:00:00Z"), To: ts("2026-11-21T00:00:00Z")}
-	run := claimOne(t, pool, d, s)
-	exec(t, pool, `UPDATE job_runs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, run.ID)
-	reaped, err := Reap(t.Context(), pool, 5)
+	run := claimOne(t, pool, planNow, d, s)
+	reaped, err := Reap(t.Context(), pool, planNow.Add(time.Minute+time.Second), 5) // the one-minute lease lapsed
 	require.NoError(t, err)
 	require.Equal(t, []string{run.ID}, reaped)
-	again := claimOne(t, pool, d, s) // claimed again by the same owner: the attempt tells them apart
+	again := claimOne(t, pool, planNow, d, s) // claimed again by the same owner: the attempt tells them apart
 	require.Equal(t, 2, again.Attempt)
 
-	_, err = Write(t.Context(), pool, run, Fetched{Provider: "synthetic", Bars: hourBars(s.From, 3, 1), Until: planNow})
+	_, err = Write(t.Context(), pool, planNow, run, Fetched{Provider: "synthetic", Bars: hourBars(s.From, 3, 1), Until: planNow})
 	require.ErrorIs(t, err, ErrLeaseLost)
 	require.Zero(t, countBars(t, pool, d))
 	var covRows int
@@ -163,7 +168,7 @@ func TestWriteAfterLostLeaseWritesNothing(t *testing.T) {
 	require.Zero(t, covRows)
 	require.Equal(t, "running", runsOf(t, pool, d.ID)[0].Status)
 
-	_, err = Write(t.Context(), pool, again, Fetched{Provider: "synthetic", Bars: hourBars(s.From, 3, 1), Until: planNow})
+	_, err = Write(t.Context(), pool, planNow, again, Fetched{Provider: "synthetic", Bars: hourBars(s.From, 3, 1), Until: planNow})
 	require.NoError(t, err)
 	require.Equal(t, 3, countBars(t, pool, d))
 	require.False(t, errors.Is(err, ErrLeaseLost))
@@ -175,10 +180,10 @@ func TestWriteInCallersTransaction(t *testing.T) {
 	pool := pgtest.DB(t)
 	d := addDef(t, pool, "TX", marketdata.H1, 100, 30)
 	s := Slice{From: ts("2026-11-20T00:00:00Z"), To: ts("2026-11-21T00:00:00Z")}
-	run := claimOne(t, pool, d, s)
+	run := claimOne(t, pool, planNow, d, s)
 	tx, err := pool.Begin(t.Context())
 	require.NoError(t, err)
-	n, err := Write(t.Context(), tx, run, Fetched{Provider: "synthetic", Bars: hourBars(s.From, 4, 1), Until: planNow})
+	n, err := Write(t.Context(), tx, planNow, run, Fetched{Provider: "synthetic", Bars: hourBars(s.From, 4, 1), Until: planNow})
 	require.NoError(t, err)
 	require.EqualValues(t, 4, n)
 	require.NoError(t, tx.Rollback(t.Context()))

@@ -869,10 +869,10 @@ func TestControlCancelRunningRun(t *testing.T) {
 	ctx := t.Context()
 	c := controlClient(a, server.LocalServiceRoleKey, connect.WithGRPC())
 	f.definition("NVDA", "h1", 1, 300, true, "")
-	now := time.Now()
-	_, err := orchestrator.Enqueue(ctx, a.pool, orchestrator.DefaultSliceSizes(), now)
+	var dbClock time.Time // zero: every statement uses the database's clock
+	_, err := orchestrator.Enqueue(ctx, a.pool, dbClock, orchestrator.DefaultSliceSizes())
 	require.NoError(t, err)
-	claimed, err := orchestrator.Claim(ctx, a.pool, "worker-1", time.Minute, 1)
+	claimed, err := orchestrator.Claim(ctx, a.pool, dbClock, "worker-1", time.Minute, 1)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
 	run := claimed[0]
@@ -883,8 +883,8 @@ func TestControlCancelRunningRun(t *testing.T) {
 	require.Empty(t, res.GetRun().GetLeaseOwner(), "the lease is taken away")
 
 	// The worker that held it can neither renew its lease nor write its result.
-	require.ErrorIs(t, orchestrator.Heartbeat(ctx, a.pool, run, time.Minute), orchestrator.ErrLeaseLost)
-	_, err = orchestrator.Write(ctx, a.pool, run, orchestrator.Fetched{Provider: "synthetic", Until: now,
+	require.ErrorIs(t, orchestrator.Heartbeat(ctx, a.pool, dbClock, run, time.Minute), orchestrator.ErrLeaseLost)
+	_, err = orchestrator.Write(ctx, a.pool, dbClock, run, orchestrator.Fetched{Provider: "synthetic",
 		Bars: []marketdata.Bar{{TS: run.Slice.From, Open: 1, High: 2, Low: 0.5, Close: 1.5, Volume: 10}}})
 	require.ErrorIs(t, err, orchestrator.ErrLeaseLost)
 	var bars int
@@ -893,12 +893,12 @@ func TestControlCancelRunningRun(t *testing.T) {
 	require.Equal(t, "cancelled", f.status(run.ID))
 
 	// The planner leaves a cancelled run alone; a retry queues it again for a fresh claim.
-	_, err = orchestrator.Enqueue(ctx, a.pool, orchestrator.DefaultSliceSizes(), time.Now())
+	_, err = orchestrator.Enqueue(ctx, a.pool, dbClock, orchestrator.DefaultSliceSizes())
 	require.NoError(t, err)
 	require.Equal(t, "cancelled", f.status(run.ID))
 	_, err = c.RetryJobRun(ctx, &backfillv1.RetryJobRunRequest{Id: run.ID})
 	require.NoError(t, err)
-	again, err := orchestrator.Claim(ctx, a.pool, "worker-2", time.Minute, 10)
+	again, err := orchestrator.Claim(ctx, a.pool, dbClock, "worker-2", time.Minute, 10)
 	require.NoError(t, err)
 	require.True(t, slices.ContainsFunc(again, func(r orchestrator.Run) bool { return r.ID == run.ID && r.Attempt == 1 }), "%+v", again)
 }

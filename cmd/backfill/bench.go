@@ -324,7 +324,7 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 func benchPool(ctx context.Context, dbURL, database string, conns int, application string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --database-url: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: --database-url: %w", errUsage, err)
 	}
 	if database != "" {
 		cfg.ConnConfig.Database = database

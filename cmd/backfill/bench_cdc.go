@@ -335,7 +335,7 @@ func (b *cdcBench) scratch(ctx context.Context, admin *pgxpool.Pool, dbURL strin
 	script := func(db string, run func(*pgx.Conn) error) error {
 		cfg, err := pgx.ParseConfig(dbURL)
 		if err != nil {
-			return fmt.Errorf("%w: --database-url: %v", errUsage, err)
+			return fmt.Errorf("%w: --database-url: %w", errUsage, err)
 		}
 		cfg.Database = db
 		conn, err := pgx.ConnectConfig(ctx, cfg)

@@ -154,7 +154,7 @@ func (f *flags) Parse(args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if len(f.envErr) > 0 {
 		return f.envErr[0]

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/supabase"
 	"github.com/symbolsync/backfill/supabase/pglocal"
 	"github.com/symbolsync/backfill/supabase/pgtest"
@@ -300,10 +301,17 @@ func TestFaultTwoProcessesRunEachSliceOnce(t *testing.T) {
 	insertDefs(t, conn, defs)
 	// Both processes plan on start. A planning pass queues the open slice (the newest, still
 	// growing) again once it has been fetched, by design, so a second pass after the first
-	// successes would make some runs legitimately run twice. Runs planned in this database fall
-	// due 2 s after they are queued, by which time both passes are done (checked below): then
-	// both processes claim at once, and nothing plans again (--tick 10m, no notification).
-	_, err := conn.Exec(t.Context(), `ALTER TABLE job_runs ALTER COLUMN next_attempt_at SET DEFAULT now() + interval '2 seconds'`)
+	// successes would make some runs legitimately run twice. Runs planned in this database are
+	// held (due in a year) until both passes are done, however slowly a loaded machine starts
+	// the processes; then they fall due at once, both processes claim, and nothing plans again
+	// (--tick 10m, no change of the definitions).
+	_, err := conn.Exec(t.Context(), `
+CREATE FUNCTION hold_new_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.next_attempt_at := now() + interval '1 year';
+  RETURN NEW;
+END $$;
+CREATE TRIGGER hold_new_runs BEFORE INSERT ON job_runs FOR EACH ROW EXECUTE FUNCTION hold_new_runs();`)
 	require.NoError(t, err)
 	cutoff := time.Now()
 	args := []string{"serve", "--database-url", dbURL, "--listen", "127.0.0.1:0", "--no-replicator", "--log-level", "warn",
@@ -316,6 +324,11 @@ func TestFaultTwoProcessesRunEachSliceOnce(t *testing.T) {
 	require.Equal(t, runs, queryInt(t, conn, `SELECT count(*) FROM job_runs WHERE status = 'queued' AND attempt = 0`),
 		"both processes planned before the first run fell due")
 	require.GreaterOrEqual(t, runs, 20, "a run per slice of each definition")
+	// Due now, and a wake-up that reaches both processes at the commit: they claim together.
+	_, err = conn.Exec(t.Context(), `
+WITH due AS (UPDATE job_runs SET next_attempt_at = now() RETURNING 1)
+SELECT pg_notify($1, ''), (SELECT count(*) FROM due)`, replicator.NotifyChannel)
+	require.NoError(t, err)
 
 	waitFor(t, dbURL, allRunsSucceeded)
 	require.Equal(t, runs, queryInt(t, conn, `SELECT count(*) FROM job_runs`), "no run added or lost")

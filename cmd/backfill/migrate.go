@@ -80,7 +80,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 func connect(ctx context.Context, url string, timeout time.Duration) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --database-url: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: --database-url: %w", errUsage, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

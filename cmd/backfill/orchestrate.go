@@ -85,14 +85,14 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 	}
 	p, err := newProvider(c, getenv, reg, logger.With("component", "provider"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	o, err := orchestrator.New(orchestrator.Config{
 		Pool: pool, Provider: p, Concurrency: c.concurrency, WriteConcurrency: c.writeConcurrency, Tick: c.tick, Lease: c.lease,
 		Retry: orchestrator.RetryPolicy{BaseDelay: c.retryDelay}, FetchTimeout: c.fetchTimeout, Registerer: reg, Logger: logger.With("component", "orchestrator"),
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if err := o.Start(ctx); err != nil {
 		return nil, nil, err

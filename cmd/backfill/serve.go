@@ -143,7 +143,7 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 			Logger:      logger.With("component", "replicator"),
 		})
 		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return fmt.Errorf("%w: %w", errUsage, err)
 		}
 		// Start's context is the replicator's lifetime: it ends with ours.
 		if err := r.Start(ctx); err != nil {
@@ -175,7 +175,7 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 		Logger:      logger.With("component", "control"),
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	return serveAPI(ctx, api, pool, migrator, ln, logger, reg, ctl, ready)
 }
@@ -184,7 +184,7 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 func openPool(ctx context.Context, dbURL string, timeout time.Duration) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --database-url: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: --database-url: %w", errUsage, err)
 	}
 	if !strings.Contains(dbURL, "pool_max_conns") {
 		// The API, the orchestrator's workers (5 by default) and its heartbeats share the pool:
@@ -220,7 +220,7 @@ func serveAPI(ctx context.Context, api apiConfig, pool *pgxpool.Pool, migrator *
 		}
 		s, err := server.NewSupabaseSessions(server.SessionConfig{SupabaseURL: api.supabaseURL, Key: key})
 		if err != nil {
-			return fmt.Errorf("%w: --check-sessions needs --supabase-url and --auth-key (or --publishable-keys): %v", errUsage, err)
+			return fmt.Errorf("%w: --check-sessions needs --supabase-url and --auth-key (or --publishable-keys): %w", errUsage, err)
 		}
 		sessions = s
 	}
@@ -237,7 +237,7 @@ func serveAPI(ctx context.Context, api apiConfig, pool *pgxpool.Pool, migrator *
 		Logger:          logger.With("component", "auth"),
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if err := auth.Start(ctx); err != nil {
 		return err

@@ -35,7 +35,7 @@ func runSync(ctx context.Context, e *env, args []string) error {
 	}
 	c, err := client.New(client.Config{URL: url, Key: key, AccessToken: token})
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	var res any
 	if untrack {

@@ -57,7 +57,7 @@ func runToken(ctx context.Context, e *env, args []string) error {
 	}
 	claims, err := server.TokenClaims(role, userID, issuer, time.Now(), ttl)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	tok, err := server.SignHS256(secret, claims)
 	if err != nil {

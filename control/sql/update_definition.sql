@@ -6,6 +6,8 @@
 -- the replicator respects: a tracking change does not enable the definition again. A change notifies channel $5 (replicator.NotifyChannel) with payload $6, delivered
 -- when the transaction commits, so the planners take it at once.
 --
+-- A new request is stamped requested_at = clock $7 (NULL: the database's now()).
+--
 -- One row: the definition after the change (or as it is, when nothing changed) and whether it
 -- changed. No row: there is no definition $1.
 WITH cur AS (
@@ -19,7 +21,8 @@ upd AS (
       disabled_reason = CASE WHEN $4::boolean THEN NULL
                              WHEN NOT $4::boolean AND d.enabled THEN 'disabled by operator'
                              ELSE d.disabled_reason END,
-      requested_at    = CASE WHEN $4::boolean AND NOT d.enabled THEN now() ELSE d.requested_at END,
+      requested_at    = CASE WHEN $4::boolean AND NOT d.enabled THEN coalesce($7::timestamptz, now())
+                             ELSE d.requested_at END,
       first_bars_at   = CASE WHEN $4::boolean AND NOT d.enabled THEN NULL ELSE d.first_bars_at END,
       covered_at      = CASE WHEN $4::boolean AND NOT d.enabled THEN NULL ELSE d.covered_at END
   FROM cur

@@ -1,4 +1,5 @@
--- Lease up to $1 due queued runs to owner $2 for $3 seconds.
+-- Lease up to $1 due queued runs to owner $2 for $3 seconds, at clock $4 (NULL: the database's
+-- now()); started_at is the claim's instant on that clock.
 -- Order: the definition's priority as it is now (a watchlist add raises queued work at once),
 -- then the newest slice. FOR UPDATE OF r SKIP LOCKED lets concurrent claimers pass each other;
 -- a run another claimer committed meanwhile fails the status recheck and is left out.
@@ -13,7 +14,7 @@ WITH picked AS (
   FROM public.job_runs r
   JOIN public.job_definitions d ON d.id = r.job_def_id
   WHERE r.status = 'queued'
-    AND r.next_attempt_at <= now()
+    AND r.next_attempt_at <= coalesce($4::timestamptz, now())
     AND d.enabled
   ORDER BY d.priority DESC, r.slice_to DESC, r.id
   LIMIT $1
@@ -23,9 +24,9 @@ UPDATE public.job_runs r
 SET status = 'running',
     attempt = r.attempt + 1,
     lease_owner = $2,
-    lease_expires_at = now() + make_interval(secs => $3::float8),
-    heartbeat_at = now(),
-    started_at = now(),
+    lease_expires_at = coalesce($4::timestamptz, now()) + make_interval(secs => $3::float8),
+    heartbeat_at = coalesce($4::timestamptz, now()),
+    started_at = coalesce($4::timestamptz, now()),
     finished_at = NULL,
     progress_percent = 0
 FROM picked p
@@ -33,7 +34,7 @@ WHERE r.id = p.id
 RETURNING r.id::text, r.job_def_id::text, r.symbol, p.symbol_id::text, r.timeframe, r.job_type,
           r.slice_from, r.slice_to, p.priority, r.attempt, r.lease_owner,
           coalesce(r.window_from, r.slice_from) AS window_from,
-          greatest(extract(epoch FROM now() - r.next_attempt_at), 0)::float8 AS waited,
+          greatest(extract(epoch FROM r.started_at - r.next_attempt_at), 0)::float8 AS waited,
           (SELECT upper(x)
            FROM public.coverage_status c, unnest(c.covered) AS x
            WHERE c.symbol = r.symbol AND c.timeframe = r.timeframe
