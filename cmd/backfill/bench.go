@@ -136,7 +136,10 @@ func (r *loadResult) pct(p float64) time.Duration {
 	return r.latencies[max(0, min(i, len(r.latencies)-1))]
 }
 
-// load runs the clients against one path for the duration.
+// load runs the clients against one path for the duration: they start requests until it ends,
+// and the requests in flight then are waited for and counted. Cutting them off would drop the
+// slowest requests of the run (those that straddle its end) from the percentiles, and on a slow
+// machine a short run would count none at all.
 func (b *syncBench) load(ctx context.Context, target, path string) (*loadResult, error) {
 	endpoint := target + "/functions/v1/sync-user-symbols"
 	if path == "connect" {
@@ -144,14 +147,14 @@ func (b *syncBench) load(ctx context.Context, target, path string) (*loadResult,
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: b.clients, MaxConnsPerHost: b.clients}, Timeout: 30 * time.Second}
 	defer hc.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, b.duration)
+	run, cancel := context.WithTimeout(ctx, b.duration) // when to stop starting requests
 	defer cancel()
 
 	// Open loop: permits at the rate (see pace). Closed loop: no permits.
 	var permits chan struct{}
 	if b.rate > 0 {
 		permits = make(chan struct{}, b.clients)
-		go pace(ctx, b.rate, permits)
+		go pace(run, b.rate, permits)
 	}
 	var (
 		mu  sync.Mutex
@@ -164,18 +167,18 @@ func (b *syncBench) load(ctx context.Context, target, path string) (*loadResult,
 			rng := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
 			var lat []time.Duration
 			errs := 0
-			for ctx.Err() == nil {
+			for run.Err() == nil {
 				if permits != nil {
 					select {
 					case <-permits:
-					case <-ctx.Done():
+					case <-run.Done():
 						continue
 					}
 				}
 				began := time.Now()
 				err := b.once(ctx, hc, endpoint, rng)
 				if ctx.Err() != nil {
-					break // cut off by the end of the run, not a server error
+					break // interrupted (Ctrl-C), not a server error
 				}
 				lat = append(lat, time.Since(began))
 				if err != nil {
