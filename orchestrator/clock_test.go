@@ -58,6 +58,19 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	o, err := New(Config{Pool: pool, Provider: &fakeProvider{}, SliceSizes: sizes, Now: func() time.Time { return clock }})
 	require.NoError(t, err)
 	at := func(offset time.Duration) time.Time { return t0.Add(offset) }
+	// plan runs the tick's planning pass at now.
+	plan := func(now time.Time) EnqueueResult {
+		t.Helper()
+		res, err := Enqueue(ctx, pool, now, sizes)
+		require.NoError(t, err)
+		return res
+	}
+	// newestRun is the run of the newest slice.
+	newestRun := func() runTimes {
+		t.Helper()
+		all := timesOf(t, pool, d.ID)
+		return all[len(all)-1]
+	}
 
 	// Plan: every slice of the window, due at the clock.
 	want := Window(size, days, t0)
@@ -135,18 +148,17 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	// the claim is covered only up to it and refreshed by the tick's pass, once its fetch is
 	// old enough; one that opened since (just before a boundary) is new, and the pass woken by
 	// a change plans it.
-	plan := at(3 * time.Minute)
-	window := Window(size, days, plan)
+	planned := at(3 * time.Minute)
+	window := Window(size, days, planned)
 	tail := window[len(window)-1]
 	claimedOpen := tail == newest
-	res, err = EnqueueChanges(ctx, pool, plan, sizes)
+	res, err = EnqueueChanges(ctx, pool, planned, sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Inserted: len(window) - len(want)}, res, "only a slice that opened since t0")
-	res, err = enqueue(ctx, pool, plan, sizes, true, time.Minute+time.Second)
+	res, err = enqueue(ctx, pool, planned, sizes, true, time.Minute+time.Second)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res, "fetched 1 minute ago on the clock: younger than the refresh age")
-	res, err = Enqueue(ctx, pool, plan, sizes)
-	require.NoError(t, err)
+	res = plan(planned)
 	if claimedOpen {
 		require.Equal(t, EnqueueResult{Requeued: 1}, res, "the slice claimed while open, and nothing else")
 	} else {
@@ -160,11 +172,11 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	}
 	require.Len(t, queued, 1)
 	require.Equal(t, tail, queued[0].Slice)
-	require.Equal(t, plan, queued[0].Next)
+	require.Equal(t, planned, queued[0].Next)
 
 	// A refresh fetches from one bar before the covered end. It fails (retryable) and is due
 	// again after the backoff, on the clock.
-	again, err := Claim(ctx, pool, plan, "w1", time.Minute, 100)
+	again, err := Claim(ctx, pool, planned, "w1", time.Minute, 100)
 	require.NoError(t, err)
 	refresh := only(t, again, tail)
 	if claimedOpen {
@@ -176,7 +188,7 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	out, err := Fail(ctx, pool, failedAt, refresh, &marketdata.Error{Provider: "synthetic", Kind: marketdata.Retryable, Code: "http_503", Message: "unavailable"}, noJitter())
 	require.NoError(t, err)
 	require.Equal(t, Retried, out)
-	require.Equal(t, failedAt.Add(2500*time.Millisecond), timesOf(t, pool, d.ID)[len(window)-1].Next, "half the 5 s base delay, without jitter")
+	require.Equal(t, failedAt.Add(2500*time.Millisecond), newestRun().Next, "half the 5 s base delay, without jitter")
 	none, err := Claim(ctx, pool, failedAt.Add(2499*time.Millisecond), "w1", time.Minute, 100)
 	require.NoError(t, err)
 	require.Empty(t, withSlice(none, tail), "not due before the backoff")
@@ -190,8 +202,7 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 
 	// Well after the open slice closed: the new open slice, and the closed one's tail once.
 	later := tail.To.Add(time.Hour)
-	res, err = Enqueue(ctx, pool, later, sizes)
-	require.NoError(t, err)
+	res = plan(later)
 	require.Equal(t, EnqueueResult{Inserted: 1, Requeued: 1}, res, "the new open slice and the tail of %v", tail)
 	final, err := Claim(ctx, pool, later, "w1", time.Minute, 100)
 	require.NoError(t, err)
@@ -206,11 +217,10 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	out, err = Fail(ctx, pool, later.Add(time.Minute), open, &marketdata.Error{Provider: "synthetic", Kind: marketdata.Permanent, Code: "http_404", Message: "unknown symbol"}, noJitter())
 	require.NoError(t, err)
 	require.Equal(t, Disabled, out)
-	require.Equal(t, later.Add(time.Minute), *timesOf(t, pool, d.ID)[len(timesOf(t, pool, d.ID))-1].Finished)
+	require.Equal(t, later.Add(time.Minute), *newestRun().Finished)
 	exec(t, pool, `UPDATE job_definitions SET enabled = true, disabled_reason = NULL, requested_at = $2,
 		first_bars_at = NULL, covered_at = NULL WHERE id = $1`, d.ID, later.Add(2*time.Minute)) // a new request, as tracking makes it
-	res, err = Enqueue(ctx, pool, later.Add(3*time.Minute), sizes)
-	require.NoError(t, err)
+	res = plan(later.Add(3*time.Minute))
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the failed run of the re-enabled definition")
 
 	// It fails again, for good, after the new request: the window is not covered, and the
@@ -224,12 +234,10 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	m, err := RecordMilestones(ctx, pool, later.Add(4*time.Minute), closed, 1)
 	require.NoError(t, err)
 	require.Equal(t, Milestones{FirstBars: 2 * time.Minute, ReachedFirstBars: true}, m, "first bars of the new request, but a run failed since it")
-	res, err = Enqueue(ctx, pool, later.Add(5*time.Minute), sizes)
-	require.NoError(t, err)
+	res = plan(later.Add(5*time.Minute))
 	require.Equal(t, EnqueueResult{}, res, "failed since the last change: left alone")
 	exec(t, pool, `UPDATE job_definitions SET priority = 301 WHERE id = $1`, d.ID)
-	res, err = Enqueue(ctx, pool, later.Add(6*time.Minute), sizes)
-	require.NoError(t, err)
+	res = plan(later.Add(6*time.Minute))
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "a change after the failure queues it again")
 
 	// Its worker dies: the reaper queues the run again, due at once; the next worker dies with
@@ -241,8 +249,7 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	reaped, err = Reap(ctx, pool, reapedAt, 2)
 	require.NoError(t, err)
 	require.Equal(t, []string{final[0].ID}, reaped)
-	last := timesOf(t, pool, d.ID)
-	require.Equal(t, []any{"queued", reapedAt}, []any{last[len(last)-1].Status, last[len(last)-1].Next})
+	require.Equal(t, []any{"queued", reapedAt}, []any{newestRun().Status, newestRun().Next})
 	final, err = Claim(ctx, pool, reapedAt, "w1", time.Minute, 100)
 	require.NoError(t, err)
 	require.Len(t, final, 1)
@@ -251,11 +258,8 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	reaped, err = Reap(ctx, pool, reapedAt, 2)
 	require.NoError(t, err)
 	require.Equal(t, []string{final[0].ID}, reaped)
-	last = timesOf(t, pool, d.ID)
-	require.Equal(t, "failed", last[len(last)-1].Status)
-	require.Equal(t, reapedAt, *last[len(last)-1].Finished)
-	res, err = Enqueue(ctx, pool, reapedAt.Add(time.Minute), sizes)
-	require.NoError(t, err)
+	require.Equal(t, []any{"failed", reapedAt}, []any{newestRun().Status, *newestRun().Finished})
+	res = plan(reapedAt.Add(time.Minute))
 	require.Equal(t, EnqueueResult{}, res, "failed at the definition's current revision")
 }
 
