@@ -220,7 +220,7 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	require.Equal(t, later.Add(time.Minute), *newestRun().Finished)
 	exec(t, pool, `UPDATE job_definitions SET enabled = true, disabled_reason = NULL, requested_at = $2,
 		first_bars_at = NULL, covered_at = NULL WHERE id = $1`, d.ID, later.Add(2*time.Minute)) // a new request, as tracking makes it
-	res = plan(later.Add(3*time.Minute))
+	res = plan(later.Add(3 * time.Minute))
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the failed run of the re-enabled definition")
 
 	// It fails again, for good, after the new request: the window is not covered, and the
@@ -234,10 +234,10 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	m, err := RecordMilestones(ctx, pool, later.Add(4*time.Minute), closed, 1)
 	require.NoError(t, err)
 	require.Equal(t, Milestones{FirstBars: 2 * time.Minute, ReachedFirstBars: true}, m, "first bars of the new request, but a run failed since it")
-	res = plan(later.Add(5*time.Minute))
+	res = plan(later.Add(5 * time.Minute))
 	require.Equal(t, EnqueueResult{}, res, "failed since the last change: left alone")
 	exec(t, pool, `UPDATE job_definitions SET priority = 301 WHERE id = $1`, d.ID)
-	res = plan(later.Add(6*time.Minute))
+	res = plan(later.Add(6 * time.Minute))
 	require.Equal(t, EnqueueResult{Requeued: 1}, res, "a change after the failure queues it again")
 
 	// Its worker dies: the reaper queues the run again, due at once; the next worker dies with
