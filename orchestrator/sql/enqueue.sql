@@ -63,13 +63,13 @@ LEFT JOIN public.coverage_status c ON c.symbol = s.symbol AND c.timeframe = s.ti
 WHERE c.covered IS NULL OR NOT c.covered @> tstzrange(s.window_from, s.slice_to)
 ORDER BY s.job_def_id, s.slice_from
 ON CONFLICT (job_def_id, slice_from, slice_to) DO UPDATE
-  SET status = 'queued', attempt = 0, next_attempt_at = EXCLUDED.next_attempt_at, error_code = NULL,
+  SET status = 'queued', attempt = 0, next_attempt_at = coalesce($3::timestamptz, now()), error_code = NULL,
       error_message = NULL, started_at = NULL, finished_at = NULL, progress_percent = 0,
       lease_owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL, triggered_by = 'planner',
       window_from = EXCLUDED.window_from, failed_revision = NULL
   WHERE (r.status = 'success' AND (($4::boolean AND (r.started_at IS NULL OR r.started_at < r.slice_to)
                                     AND (r.finished_at IS NULL
-                                         OR r.finished_at <= EXCLUDED.next_attempt_at - make_interval(secs => $5::float8)))
+                                         OR r.finished_at <= coalesce($3::timestamptz, now()) - make_interval(secs => $5::float8)))
                                    OR EXCLUDED.window_from < coalesce(r.window_from, r.slice_from)))
      OR (r.status = 'failed' AND EXISTS (
            SELECT 1 FROM public.job_definitions d
