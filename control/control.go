@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator"
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
 )
 
@@ -74,7 +74,7 @@ func (c Config) validate() error {
 		return nil
 	}
 	// Enqueue checks the sizes too, but a wrong grid is a configuration error, not a failed tick.
-	for _, tf := range marketdata.Timeframes {
+	for _, tf := range market.Timeframes() {
 		d, ok := c.SliceSizes[tf]
 		if !ok || d <= 0 || d%time.Second != 0 {
 			return fmt.Errorf("control config: slice size for %s is %v: want a positive whole number of seconds", tf, d)

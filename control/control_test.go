@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/symbolsync/backfill/control"
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator"
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
@@ -31,10 +31,10 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"no pool", control.Config{}, "Pool is required"},
 		{"negative watchers", control.Config{Pool: pool, MaxWatchers: -1}, "MaxWatchers"},
 		{"negative buffer", control.Config{Pool: pool, WatchBuffer: -1}, "WatchBuffer"},
-		{"missing slice size", control.Config{Pool: pool, SliceSizes: orchestrator.SliceSizes{marketdata.H1: time.Hour}}, "slice size for m15"},
+		{"missing slice size", control.Config{Pool: pool, SliceSizes: orchestrator.SliceSizes{market.H1: time.Hour}}, "slice size for m15"},
 		{"fractional slice size", control.Config{Pool: pool, SliceSizes: func() orchestrator.SliceSizes {
 			s := orchestrator.DefaultSliceSizes()
-			s[marketdata.D1] = 1500 * time.Millisecond
+			s[market.D1] = 1500 * time.Millisecond
 			return s
 		}()}, "slice size for d1"},
 	} {

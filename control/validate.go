@@ -3,10 +3,12 @@ package control
 import (
 	"slices"
 	"strings"
+
+	"github.com/symbolsync/backfill/market"
 )
 
 // timeframes are the timeframes in their canonical order, as stored.
-func timeframes() []string { return []string{"m15", "h1", "h4", "d1", "w1"} }
+func timeframes() []string { return market.Names(market.Timeframes()) }
 
 // statuses are the states of a job run, as stored.
 func statuses() []string { return []string{"queued", "running", "success", "failed", "cancelled"} }

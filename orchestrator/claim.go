@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/market"
 )
 
 // Run is a claimed job run: what a worker needs to fetch and write its slice. Owner and Attempt
@@ -20,7 +20,7 @@ type Run struct {
 	JobDefID  string
 	Symbol    string
 	SymbolID  string
-	Timeframe marketdata.Timeframe
+	Timeframe market.Timeframe
 	JobType   string
 	Slice     Slice
 	// Fetch is the part of Slice to fetch and cover: from the window's start (the slice's
@@ -33,6 +33,23 @@ type Run struct {
 	Owner    string
 	// Waited is how long the run had been due when it was claimed: its pickup latency.
 	Waited time.Duration
+	// Claimed is the claim's instant on the statements' clock (job_runs.started_at): no bar
+	// can have started after it, so the provider is asked for [Fetch.From, min(Fetch.To,
+	// Claimed)) and the coverage the run adds ends there too.
+	Claimed time.Time
+}
+
+// Request is the part of Fetch the provider is asked for: it ends at the claim, never in the
+// future.
+func (r Run) Request() Slice {
+	f := r.Fetch
+	if !r.Claimed.IsZero() && r.Claimed.Before(f.To) {
+		f.To = r.Claimed.UTC()
+	}
+	if f.To.Before(f.From) {
+		f.To = f.From
+	}
+	return f
 }
 
 // Claim leases up to limit queued runs that are due at now, for lease, to owner
@@ -57,9 +74,9 @@ func Claim(ctx context.Context, db DB, now time.Time, owner string, lease time.D
 		var coveredUntil *time.Time
 		var waited float64
 		err := row.Scan(&r.ID, &r.JobDefID, &r.Symbol, &r.SymbolID, &tf, &r.JobType,
-			&r.Slice.From, &r.Slice.To, &r.Priority, &r.Attempt, &r.Owner, &windowFrom, &waited, &coveredUntil)
+			&r.Slice.From, &r.Slice.To, &r.Priority, &r.Attempt, &r.Owner, &windowFrom, &waited, &r.Claimed, &coveredUntil)
 		r.Waited = time.Duration(waited * float64(time.Second))
-		r.Timeframe = marketdata.Timeframe(tf)
+		r.Timeframe = market.Timeframe(tf)
 		r.Slice.From, r.Slice.To = r.Slice.From.UTC(), r.Slice.To.UTC()
 		r.Fetch = fetchRange(Slice{From: windowFrom.UTC(), To: r.Slice.To}, r.Timeframe, coveredUntil)
 		return r, err
@@ -81,7 +98,7 @@ func Claim(ctx context.Context, db DB, now time.Time, owner string, lease time.D
 // coveredUntil) is covered already. A part covered nowhere from its start, or covered whole
 // (the planner never queues such a run, so someone asked for it again), is fetched whole. Otherwise the range starts one bar
 // length before coveredUntil: that bar may have been incomplete when it was fetched.
-func fetchRange(s Slice, tf marketdata.Timeframe, coveredUntil *time.Time) Slice {
+func fetchRange(s Slice, tf market.Timeframe, coveredUntil *time.Time) Slice {
 	if coveredUntil == nil || !coveredUntil.Before(s.To) {
 		return s
 	}

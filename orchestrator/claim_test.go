@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
@@ -28,10 +28,10 @@ func TestClaimWatchlistBeforeSearchBacklog(t *testing.T) {
 	pool := pgtest.DB(t)
 	end := ts("2026-11-26T15:00:00Z")
 	for i := range 20 {
-		addRuns(t, pool, addDef(t, pool, fmt.Sprintf("S%02d", i), marketdata.H1, 100, 30), 10, end)
+		addRuns(t, pool, addDef(t, pool, fmt.Sprintf("S%02d", i), market.H1, 100, 30), 10, end)
 	}
 	// The watchlist run is older than every search run: priority still comes first.
-	watch := addDef(t, pool, "WATCH", marketdata.H1, 300, 30)
+	watch := addDef(t, pool, "WATCH", market.H1, 300, 30)
 	addRuns(t, pool, watch, 1, end.AddDate(0, 0, -20))
 
 	runs, err := Claim(t.Context(), pool, dbClock, "w1", time.Minute, 1)
@@ -57,8 +57,8 @@ func TestClaimUsesLivePriorityThenNewestSlice(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	end := ts("2026-11-26T15:00:00Z")
-	a := addDef(t, pool, "AAA", marketdata.H1, 100, 30)
-	b := addDef(t, pool, "BBB", marketdata.H1, 100, 30)
+	a := addDef(t, pool, "AAA", market.H1, 100, 30)
+	b := addDef(t, pool, "BBB", market.H1, 100, 30)
 	addRuns(t, pool, a, 3, end)
 	addRuns(t, pool, b, 3, end.Add(-24*time.Hour))
 
@@ -78,9 +78,9 @@ func TestClaimSkipsNotDueAndDisabled(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	end := ts("2026-11-26T15:00:00Z")
-	later := addDef(t, pool, "LATER", marketdata.H1, 300, 30)
-	off := addDef(t, pool, "OFF", marketdata.H1, 300, 30)
-	on := addDef(t, pool, "ON", marketdata.H1, 100, 30)
+	later := addDef(t, pool, "LATER", market.H1, 300, 30)
+	off := addDef(t, pool, "OFF", market.H1, 300, 30)
+	on := addDef(t, pool, "ON", market.H1, 100, 30)
 	addRuns(t, pool, later, 1, end)
 	addRuns(t, pool, off, 1, end)
 	addRuns(t, pool, on, 1, end)
@@ -98,7 +98,7 @@ func TestConcurrentClaimersNeverShareARun(t *testing.T) {
 	pool := pgtest.DB(t)
 	const total = 300
 	for i := range 3 {
-		addRuns(t, pool, addDef(t, pool, fmt.Sprintf("C%d", i), marketdata.H1, 100*(i+1), 30), total/3, ts("2026-11-26T15:00:00Z"))
+		addRuns(t, pool, addDef(t, pool, fmt.Sprintf("C%d", i), market.H1, 100*(i+1), 30), total/3, ts("2026-11-26T15:00:00Z"))
 	}
 	const claimers = 8
 	got := make([][]string, claimers)

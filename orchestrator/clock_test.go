@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
@@ -23,7 +24,7 @@ import (
 func TestOneClock(t *testing.T) {
 	t.Parallel()
 	sizes := SliceSizesFor(10000) // the production grid of Alpaca and the synthetic provider
-	boundary := Slices(sizes[marketdata.H1], planNow, planNow.Add(time.Second))[0].To
+	boundary := Slices(sizes[market.H1], planNow, planNow.Add(time.Second))[0].To
 	tests := []struct {
 		name string
 		at   time.Time
@@ -50,8 +51,8 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	ctx := t.Context()
 	pool := newYorkDB(t)
 	const days = 500 // two or three h1 slices of 416 days
-	size := sizes[marketdata.H1]
-	d := addDef(t, pool, "CLOCK", marketdata.H1, 300, days)
+	size := sizes[market.H1]
+	d := addDef(t, pool, "CLOCK", market.H1, 300, days)
 	// The request, stamped on the same clock by whoever made it (the replicator, in production).
 	exec(t, pool, `UPDATE job_definitions SET requested_at = $2 WHERE id = $1`, d.ID, t0.Add(-time.Minute))
 	clock := t0

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
@@ -18,14 +19,14 @@ func TestEnqueueMatchesTheGrid(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	sizes := smallSizes()
-	defs := map[marketdata.Timeframe]def{}
-	for _, tf := range marketdata.Timeframes {
+	defs := map[market.Timeframe]def{}
+	for _, tf := range market.Timeframes() {
 		defs[tf] = addDef(t, pool, "AAPL", tf, 100, 400)
 	}
 	res, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	total := 0
-	for _, tf := range marketdata.Timeframes {
+	for _, tf := range market.Timeframes() {
 		want := Window(sizes[tf], 400, planNow)
 		got := runsOf(t, pool, defs[tf].ID)
 		require.Len(t, got, len(want), tf)
@@ -41,7 +42,7 @@ func TestEnqueueMatchesTheGrid(t *testing.T) {
 func TestEnqueueIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "MSFT", marketdata.M15, 100, 30)
+	d := addDef(t, pool, "MSFT", market.M15, 100, 30)
 	first, err := Enqueue(t.Context(), pool, planNow, smallSizes())
 	require.NoError(t, err)
 	before := runsOf(t, pool, d.ID)
@@ -60,7 +61,7 @@ SELECT count(*) FROM (SELECT 1 FROM job_runs GROUP BY job_def_id, slice_from, sl
 func TestEnqueueSkipsDisabledDefinitions(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "IBM", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "IBM", market.H1, 100, 30)
 	exec(t, pool, `UPDATE job_definitions SET enabled = false WHERE id = $1`, d.ID)
 	res, err := Enqueue(t.Context(), pool, planNow, smallSizes())
 	require.NoError(t, err)
@@ -72,7 +73,7 @@ func TestEnqueueSkipsDisabledDefinitions(t *testing.T) {
 func TestEnqueueCoveredEvenIfEmpty(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "NVDA", marketdata.M15, 100, 30)
+	d := addDef(t, pool, "NVDA", market.M15, 100, 30)
 	_, err := Enqueue(t.Context(), pool, planNow, smallSizes())
 	require.NoError(t, err)
 	runs := claimAll(t, pool, planNow, "w1")
@@ -100,7 +101,7 @@ func TestEnqueueOpenSliceLifecycle(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	sizes := smallSizes()
-	d := addDef(t, pool, "TSLA", marketdata.M15, 100, 7)
+	d := addDef(t, pool, "TSLA", market.M15, 100, 7)
 	_, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	runs := claimAll(t, pool, planNow, "w1")
@@ -136,9 +137,9 @@ func TestEnqueueOpenSliceLifecycle(t *testing.T) {
 func TestEnqueueRetriesFailedSlicesOfAChangedDefinition(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "BACK", marketdata.H1, 100, 1)
+	d := addDef(t, pool, "BACK", market.H1, 100, 1)
 	now := planNow
-	run := claimOne(t, pool, now, d, Window(smallSizes()[marketdata.H1], 1, now)[0])
+	run := claimOne(t, pool, now, d, Window(smallSizes()[market.H1], 1, now)[0])
 	_, err := Fail(t.Context(), pool, now, run, &marketdata.Error{Provider: "alpaca", Kind: marketdata.Permanent, Code: "http_404", Message: "not found"}, RetryPolicy{})
 	require.NoError(t, err)
 	res, err := Enqueue(t.Context(), pool, now, smallSizes())
@@ -184,9 +185,9 @@ func runByID(t *testing.T, pool *pgxpool.Pool, defID, id string) runRow {
 func TestOpenSliceRefreshFetchesOnlyTheTail(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	addDef(t, pool, "TAIL", marketdata.H1, 100, 1)
+	addDef(t, pool, "TAIL", market.H1, 100, 1)
 	sizes := smallSizes()
-	s := Window(sizes[marketdata.H1], 1, planNow)
+	s := Window(sizes[market.H1], 1, planNow)
 	open := s[len(s)-1]
 	require.True(t, open.Open(planNow))
 
@@ -235,7 +236,7 @@ func TestOpenSliceRefreshFetchesOnlyTheTail(t *testing.T) {
 func TestEnqueueGrownWindowRefetchesTheOldestSlice(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "GROW", marketdata.H1, 100, 40)
+	d := addDef(t, pool, "GROW", market.H1, 100, 40)
 	sizes := smallSizes()
 	_, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
@@ -266,7 +267,7 @@ func TestEnqueueGrownWindowRefetchesTheOldestSlice(t *testing.T) {
 func TestEnqueueChangesLeavesOpenSlicesToTheTick(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	addDef(t, pool, "OPEN", marketdata.H1, 100, 5)
+	addDef(t, pool, "OPEN", market.H1, 100, 5)
 	sizes := smallSizes()
 	first, err := EnqueueChanges(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
@@ -276,7 +277,7 @@ func TestEnqueueChangesLeavesOpenSlicesToTheTick(t *testing.T) {
 	res, err := EnqueueChanges(t.Context(), pool, planNow.Add(time.Minute), sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{}, res, "nothing changed: the open slice waits for the tick")
-	addDef(t, pool, "NEW", marketdata.H1, 100, 5)
+	addDef(t, pool, "NEW", market.H1, 100, 5)
 	res, err = EnqueueChanges(t.Context(), pool, planNow.Add(time.Minute), sizes)
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Inserted: first.Inserted}, res, "only the new definition's slices")
@@ -290,7 +291,7 @@ func TestEnqueueChangesLeavesOpenSlicesToTheTick(t *testing.T) {
 func TestEnqueueRefreshAge(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	addDef(t, pool, "AGE", marketdata.H1, 100, 5)
+	addDef(t, pool, "AGE", market.H1, 100, 5)
 	sizes := smallSizes()
 	_, err := Enqueue(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)

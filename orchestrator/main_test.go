@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
@@ -17,11 +17,11 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // def is a job definition made for a test.
 type def struct {
 	ID, SymbolID, Symbol string
-	Timeframe            marketdata.Timeframe
+	Timeframe            market.Timeframe
 }
 
 // addDef creates the symbol (if needed) and an enabled definition.
-func addDef(t *testing.T, pool *pgxpool.Pool, ticker string, tf marketdata.Timeframe, priority, windowDays int) def {
+func addDef(t *testing.T, pool *pgxpool.Pool, ticker string, tf market.Timeframe, priority, windowDays int) def {
 	t.Helper()
 	ctx := t.Context()
 	d := def{Symbol: ticker, Timeframe: tf}
@@ -127,10 +127,10 @@ func contextCanceled() error {
 func smallSizes() SliceSizes {
 	const day = 24 * time.Hour
 	return SliceSizes{
-		marketdata.M15: 7 * day,
-		marketdata.H1:  30 * day,
-		marketdata.H4:  90 * day,
-		marketdata.D1:  365 * day,
-		marketdata.W1:  365 * day,
+		market.M15: 7 * day,
+		market.H1:  30 * day,
+		market.H4:  90 * day,
+		market.D1:  365 * day,
+		market.W1:  365 * day,
 	}
 }

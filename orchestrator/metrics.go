@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/market"
 )
 
 // metrics are the orchestrator series. Labels are bounded (timeframe, outcome), never a symbol.
@@ -18,6 +18,7 @@ type metrics struct {
 	pickup       *prometheus.HistogramVec // timeframe
 	writeSeconds *prometheus.HistogramVec // timeframe
 	barsWritten  *prometheus.CounterVec
+	skipped      *prometheus.CounterVec // timeframe
 	queueDepth   prometheus.Gauge
 	oldestQueued prometheus.Gauge
 	firstBars    *prometheus.HistogramVec // timeframe
@@ -66,6 +67,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "backfill_orchestrator_bars_written_total",
 			Help: "Bar rows inserted or changed in ohlc_bars_v2, by timeframe.",
 		}, []string{"timeframe"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backfill_orchestrator_requests_skipped_total",
+			Help: "Runs recorded as fetched without a provider request because their range held only closed-market time (nights, weekends, holidays), by timeframe.",
+		}, []string{"timeframe"}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "backfill_orchestrator_queue_depth",
 			Help: "Queued job runs of enabled definitions, sampled at every planning pass and whenever this process runs out of due work.",
@@ -85,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: backfillBuckets,
 		}, []string{"timeframe"}),
 	}
-	for _, tf := range marketdata.Timeframes {
+	for _, tf := range market.Timeframes() {
 		// Every series exists from the start, so rate() sees the first increment and ratios
 		// have a denominator before anything failed.
 		for _, out := range []Outcome{Succeeded, Retried, Deferred, Failed, Disabled, LeaseLost} {
@@ -95,12 +100,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.pickup.WithLabelValues(string(tf))
 		m.writeSeconds.WithLabelValues(string(tf))
 		m.barsWritten.WithLabelValues(string(tf))
+		m.skipped.WithLabelValues(string(tf))
 		m.firstBars.WithLabelValues(string(tf))
 		m.covered.WithLabelValues(string(tf))
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.ticks, m.tickSeconds, m.claimed, m.completed, m.runSeconds, m.pickup, m.writeSeconds,
-			m.barsWritten, m.queueDepth, m.oldestQueued, m.firstBars, m.covered} {
+			m.barsWritten, m.skipped, m.queueDepth, m.oldestQueued, m.firstBars, m.covered} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register orchestrator metrics: %w", err)
 			}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
@@ -14,7 +14,7 @@ func TestMilestones(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "AAPL", marketdata.H1, 100, 60)
+	d := addDef(t, pool, "AAPL", market.H1, 100, 60)
 	var updatedBefore time.Time
 	require.NoError(t, pool.QueryRow(ctx, `SELECT updated_at FROM job_definitions WHERE id = $1`, d.ID).Scan(&updatedBefore))
 	_, err := Enqueue(ctx, pool, dbClock, smallSizes())

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
 )
@@ -35,6 +36,11 @@ type Paged interface {
 	PageLimit() int
 }
 
+// Gridded is a Provider that says which bar starts it can return; the default Config.Grid.
+type Gridded interface {
+	Grid() market.Grid
+}
+
 var (
 	_ Provider = (*marketdata.Synthetic)(nil)
 	_ Provider = (*marketdata.Alpaca)(nil)
@@ -42,6 +48,9 @@ var (
 	_ Paged    = (*marketdata.Synthetic)(nil)
 	_ Paged    = (*marketdata.Alpaca)(nil)
 	_ Paged    = (*marketdata.Massive)(nil)
+	_ Gridded  = (*marketdata.Synthetic)(nil)
+	_ Gridded  = (*marketdata.Alpaca)(nil)
+	_ Gridded  = (*marketdata.Massive)(nil)
 )
 
 // Outcomes of a run beyond those of Fail.
@@ -84,6 +93,10 @@ type Config struct {
 	// SliceSizes is the grid per timeframe. Default: SliceSizesFor(the provider's PageLimit)
 	// when the provider has one (see Paged), else DefaultSliceSizes().
 	SliceSizes SliceSizes
+	// Grid is the provider's bar grid: a run whose range holds no bar start of it (a night, a
+	// weekend, a holiday) is recorded as fetched without a request. Default: the provider's
+	// own (see Gridded); for a provider without one, every range is requested.
+	Grid *market.Grid
 	// FetchTimeout bounds one provider call (all pages of one slice). Default 2m.
 	FetchTimeout time.Duration
 	// Owner names this process in job_runs.lease_owner. Default host:pid:random.
@@ -121,6 +134,12 @@ func (c Config) withDefaults() Config {
 	}
 	c.Retry.MaxAttempts = c.MaxAttempts
 	c.Retry = c.Retry.withDefaults()
+	if c.Grid == nil {
+		if p, ok := c.Provider.(Gridded); ok {
+			g := p.Grid()
+			c.Grid = &g
+		}
+	}
 	if c.SliceSizes == nil {
 		if p, ok := c.Provider.(Paged); ok {
 			c.SliceSizes = SliceSizesFor(p.PageLimit())
@@ -176,6 +195,8 @@ type Orchestrator struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	nyse    *market.Calendar
+	crypto  *market.Calendar
 	plan    chan struct{} // buffered 1: plan, then claim
 	writers chan struct{} // WriteConcurrency slots
 
@@ -199,7 +220,7 @@ func New(cfg Config) (*Orchestrator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Orchestrator{cfg: cfg, log: cfg.Logger, metrics: m, plan: make(chan struct{}, 1),
+	return &Orchestrator{cfg: cfg, log: cfg.Logger, metrics: m, nyse: market.NYSE(), crypto: market.Crypto(), plan: make(chan struct{}, 1),
 		writers: make(chan struct{}, cfg.WriteConcurrency), done: make(chan struct{})}, nil
 }
 
@@ -515,14 +536,21 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	var beat sync.WaitGroup
 	beat.Go(func() { o.heartbeat(runCtx, cancel, run, stopBeat) })
 
-	// When the fetch starts: what it can bring is covered up to here. Zero (the database
-	// clock) means the claim's instant, which the run carries in the database.
-	until := o.now()
-	fetchCtx, fetchCancel := context.WithTimeout(runCtx, o.cfg.FetchTimeout)
-	bars, err := o.cfg.Provider.Bars(fetchCtx, marketdata.Request{
-		Symbol: run.Symbol, Timeframe: run.Timeframe, From: run.Fetch.From, To: run.Fetch.To,
-	})
-	fetchCancel()
+	// The provider is asked for nothing after the claim, so that is where the coverage this
+	// run adds ends (zero: the claim's started_at in the database, the same instant).
+	until := run.Claimed
+	var bars []marketdata.Bar
+	var err error
+	if req := run.Request(); o.closedMarket(run, req) {
+		// Only closed-market time (or nothing) to ask for: a request could bring no bar.
+		o.metrics.skipped.WithLabelValues(string(run.Timeframe)).Inc()
+	} else {
+		fetchCtx, fetchCancel := context.WithTimeout(runCtx, o.cfg.FetchTimeout)
+		bars, err = o.cfg.Provider.Bars(fetchCtx, marketdata.Request{
+			Symbol: run.Symbol, Timeframe: run.Timeframe, From: req.From, To: req.To,
+		})
+		fetchCancel()
+	}
 
 	// The heartbeat goes on until the outcome is recorded: a slow write must not outlive the
 	// lease. Recording is not cut short by a stop: it gets a bounded context of its own.
@@ -572,6 +600,22 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	if o.afterRun != nil {
 		o.afterRun(run, outcome)
 	}
+}
+
+// closedMarket reports whether req holds no bar start of the provider's grid, on the symbol's
+// calendar: an empty range, a night, a weekend, a holiday. Without a grid nothing is skipped.
+func (o *Orchestrator) closedMarket(run Run, req Slice) bool {
+	if !req.To.After(req.From) {
+		return true
+	}
+	if o.cfg.Grid == nil {
+		return false
+	}
+	cal := o.nyse
+	if market.IsCrypto(run.Symbol) {
+		cal = o.crypto
+	}
+	return !o.cfg.Grid.Any(cal, run.Timeframe, req.From, req.To)
 }
 
 func (o *Orchestrator) fail(ctx context.Context, run Run, cause error) Outcome {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/supabase/pgtest"
@@ -71,7 +72,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"negative poll", Config{Pool: pool, Provider: p, Poll: -time.Second}, false},
 		{"negative write concurrency", Config{Pool: pool, Provider: p, WriteConcurrency: -1}, false},
 		{"negative attempts", Config{Pool: pool, Provider: p, MaxAttempts: -1}, false},
-		{"bad slice sizes", Config{Pool: pool, Provider: p, SliceSizes: SliceSizes{marketdata.H1: time.Hour}}, false},
+		{"bad slice sizes", Config{Pool: pool, Provider: p, SliceSizes: SliceSizes{market.H1: time.Hour}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,18 +157,18 @@ func TestOrchestratorBackfillsWhenNotified(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	events := make(chan done, 100)
 	plans := make(chan struct{}, 10)
-	now := runningClock(midSlice(DefaultSliceSizes()[marketdata.M15]))
+	now := runningClock(midSlice(DefaultSliceSizes()[market.M15]))
 	o := startOrchestrator(t, Config{Pool: pool, Provider: &fakeProvider{}, Tick: time.Hour, Concurrency: 1, Registerer: reg, Now: now}, events, plans)
 	<-plans // the pass at start, with nothing to do
 
 	// The definition arrives with the replicator's notification.
 	before := now()
-	d := addDef(t, pool, "AAPL", marketdata.M15, 300, 21)
+	d := addDef(t, pool, "AAPL", market.M15, 300, 21)
 	exec(t, pool, `SELECT pg_notify($1, '')`, replicator.NotifyChannel)
 	got := waitIdle(t, pool, events, o)
 
 	after := now()
-	want := Window(DefaultSliceSizes()[marketdata.M15], 21, after)
+	want := Window(DefaultSliceSizes()[market.M15], 21, after)
 	require.Len(t, got, len(want))
 	for _, e := range got {
 		require.Equal(t, Succeeded, e.outcome)
@@ -213,7 +214,7 @@ func TestOrchestratorBackfillsWhenNotified(t *testing.T) {
 func TestOrchestratorRetriesWhenDue(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	addDef(t, pool, "FLAKY", marketdata.H1, 100, 5)
+	addDef(t, pool, "FLAKY", market.H1, 100, 5)
 	p := &fakeProvider{fail: func(req marketdata.Request, call int) error {
 		if call == 1 {
 			return &marketdata.Error{Provider: "synthetic", Kind: marketdata.Retryable, Code: marketdata.CodeInjected, Message: "injected"}
@@ -222,7 +223,7 @@ func TestOrchestratorRetriesWhenDue(t *testing.T) {
 	}}
 	events := make(chan done, 100)
 	// A 5-day window in the middle of a 41-day slice: one run, whatever the date.
-	o := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Now: runningClock(midSlice(DefaultSliceSizes()[marketdata.H1])),
+	o := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Now: runningClock(midSlice(DefaultSliceSizes()[market.H1])),
 		Retry: RetryPolicy{BaseDelay: 20 * time.Millisecond, MaxDelay: 50 * time.Millisecond}}, events, nil)
 	got := waitIdle(t, pool, events, o)
 	outcomes := map[Outcome]int{}
@@ -258,14 +259,14 @@ func TestTwoOrchestratorsShareTheWork(t *testing.T) {
 	}}
 	events := make(chan done, 1000)
 	plans := make(chan struct{}, 100)
-	clock := runningClock(midSlice(DefaultSliceSizes()[marketdata.H1])) // one clock, as the database's for both
+	clock := runningClock(midSlice(DefaultSliceSizes()[market.H1])) // one clock, as the database's for both
 	a := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Concurrency: 4, Owner: "a", Now: clock}, events, plans)
 	b := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Concurrency: 4, Owner: "b", Now: clock}, events, plans)
 	<-plans
 	<-plans // both idle and listening: the work arrives at both at once
 	var defs []def
 	for i := range 6 {
-		defs = append(defs, addDef(t, pool, fmt.Sprintf("T%d", i), marketdata.H1, 100+i*50, 365))
+		defs = append(defs, addDef(t, pool, fmt.Sprintf("T%d", i), market.H1, 100+i*50, 365))
 	}
 	exec(t, pool, `SELECT pg_notify($1, '')`, replicator.NotifyChannel)
 	got := waitIdle(t, pool, events, a, b)
@@ -276,7 +277,7 @@ func TestTwoOrchestratorsShareTheWork(t *testing.T) {
 	}
 	now := clock()
 	for _, d := range defs {
-		for _, s := range Window(DefaultSliceSizes()[marketdata.H1], 365, now) {
+		for _, s := range Window(DefaultSliceSizes()[market.H1], 365, now) {
 			if s.Open(now) {
 				continue // the open slice is fetched again by every planning pass
 			}
@@ -293,7 +294,7 @@ SELECT count(*) FROM (SELECT 1 FROM ohlc_bars_v2 GROUP BY symbol_id, timeframe, 
 func TestStopRequeuesInterruptedRuns(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "SLOW", marketdata.H1, 100, 5)
+	d := addDef(t, pool, "SLOW", market.H1, 100, 5)
 	entered := make(chan struct{}, 10)
 	p := &fakeProvider{fail: func(req marketdata.Request, call int) error {
 		entered <- struct{}{}
@@ -320,7 +321,7 @@ func TestStopRequeuesInterruptedRuns(t *testing.T) {
 func TestLostLeaseDropsTheResult(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "GONE", marketdata.H1, 100, 1)
+	d := addDef(t, pool, "GONE", market.H1, 100, 1)
 	entered := make(chan struct{}, 10)
 	p := blockingProvider{fakeProvider: &fakeProvider{fail: func(marketdata.Request, int) error {
 		entered <- struct{}{}
@@ -344,7 +345,7 @@ func TestLostLeaseDropsTheResult(t *testing.T) {
 func TestDeadWorkersRunIsRescued(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "KILLED", marketdata.H1, 100, 1)
+	d := addDef(t, pool, "KILLED", market.H1, 100, 1)
 	_, err := Enqueue(t.Context(), pool, dbClock, DefaultSliceSizes())
 	require.NoError(t, err)
 	dead, err := Claim(t.Context(), pool, dbClock, "killed-process", time.Minute, 10)
@@ -383,7 +384,7 @@ func TestOrchestratorPollsWhenTheNotificationIsLost(t *testing.T) {
 	o := startOrchestrator(t, Config{Pool: pool, Provider: &fakeProvider{}, Tick: time.Hour, Poll: 20 * time.Millisecond}, events, plans)
 	<-plans // the pass at start, with nothing to do
 
-	d := addDef(t, pool, "QUIET", marketdata.H1, 100, 3) // no pg_notify
+	d := addDef(t, pool, "QUIET", market.H1, 100, 3) // no pg_notify
 	e := <-events
 	require.Equal(t, Succeeded, e.outcome)
 	require.Equal(t, d.ID, e.run.JobDefID)
@@ -408,7 +409,7 @@ func TestOrchestratorQueueGaugesWhileSaturated(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	for i := range 3 {
-		addDef(t, pool, fmt.Sprintf("BUSY%d", i), marketdata.H1, 100, 90)
+		addDef(t, pool, fmt.Sprintf("BUSY%d", i), market.H1, 100, 90)
 	}
 	events := make(chan done, 100)
 	plans := make(chan struct{}, 10)
@@ -419,6 +420,6 @@ func TestOrchestratorQueueGaugesWhileSaturated(t *testing.T) {
 	require.Positive(t, queued)
 	require.GreaterOrEqual(t, testutil.ToFloat64(o.metrics.queueDepth), 2.0, "sampled by the planning pass")
 	require.EqualValues(t, 0, testutil.ToFloat64(o.metrics.completed.WithLabelValues("w1", "failed")))
-	require.Equal(t, len(marketdata.Timeframes)*6, testutil.CollectAndCount(o.metrics.completed))
+	require.Equal(t, len(market.Timeframes())*6, testutil.CollectAndCount(o.metrics.completed))
 	require.NoError(t, o.Stop(t.Context()))
 }

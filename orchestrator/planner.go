@@ -7,12 +7,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/market"
 )
 
 // SliceSizes is the slice length per timeframe. Each size must be a positive whole number of
 // seconds; the grid is anchored at the Unix epoch, so every boundary is a multiple of it.
-type SliceSizes map[marketdata.Timeframe]time.Duration
+type SliceSizes map[market.Timeframe]time.Duration
 
 // DefaultSliceSizes are the slices for a provider whose page size is unknown: each stays
 // inside one page of 1,000 bars even for symbols that trade around the clock (m15 10 days,
@@ -29,8 +29,8 @@ const maxSliceDays = 3650
 // open slice is refreshed from where its coverage ends, not fetched whole again.
 func SliceSizesFor(pageLimit int) SliceSizes {
 	const day = 24 * time.Hour
-	s := make(SliceSizes, len(marketdata.Timeframes))
-	for _, tf := range marketdata.Timeframes {
+	s := make(SliceSizes, len(market.Timeframes()))
+	for _, tf := range market.Timeframes() {
 		// In minutes: pageLimit weeks in nanoseconds would overflow.
 		days := int64(max(pageLimit, 1)) * int64(tf.Duration()/time.Minute) / int64(day/time.Minute)
 		s[tf] = time.Duration(min(max(days, 1), maxSliceDays)) * day
@@ -40,7 +40,7 @@ func SliceSizesFor(pageLimit int) SliceSizes {
 
 // validate reports a size that is missing, not positive or not whole seconds.
 func (s SliceSizes) validate() error {
-	for _, tf := range marketdata.Timeframes {
+	for _, tf := range market.Timeframes() {
 		d, ok := s[tf]
 		if !ok {
 			return fmt.Errorf("slice size for %s missing", tf)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/market"
 )
 
 func ts(s string) time.Time {
@@ -57,7 +57,7 @@ func TestWindowIsOnTheGridWhateverNow(t *testing.T) {
 	t.Parallel()
 	sizes := smallSizes()
 	require.NoError(t, sizes.validate())
-	for _, tf := range marketdata.Timeframes {
+	for _, tf := range market.Timeframes() {
 		size := sizes[tf]
 		for _, now := range []time.Time{ts("2026-11-26T15:07:13Z"), ts("2026-11-26T15:07:14Z"), ts("2027-03-01T00:00:00Z")} {
 			got := Window(size, 30, now)
@@ -75,8 +75,8 @@ func TestWindowIsOnTheGridWhateverNow(t *testing.T) {
 		}
 	}
 	// Two instants inside the same newest slice give the same newest slice.
-	a := Window(sizes[marketdata.H1], 30, ts("2026-11-26T15:07:13Z"))
-	b := Window(sizes[marketdata.H1], 30, ts("2026-11-26T15:59:13Z"))
+	a := Window(sizes[market.H1], 30, ts("2026-11-26T15:07:13Z"))
+	b := Window(sizes[market.H1], 30, ts("2026-11-26T15:59:13Z"))
 	require.Equal(t, a[len(a)-1], b[len(b)-1])
 }
 
@@ -88,9 +88,9 @@ func TestSliceSizesValidate(t *testing.T) {
 		ok    bool
 	}{
 		{"defaults", func(SliceSizes) {}, true},
-		{"missing", func(s SliceSizes) { delete(s, marketdata.H4) }, false},
-		{"zero", func(s SliceSizes) { s[marketdata.H1] = 0 }, false},
-		{"fractional second", func(s SliceSizes) { s[marketdata.H1] = 1500 * time.Millisecond }, false},
+		{"missing", func(s SliceSizes) { delete(s, market.H4) }, false},
+		{"zero", func(s SliceSizes) { s[market.H1] = 0 }, false},
+		{"fractional second", func(s SliceSizes) { s[market.H1] = 1500 * time.Millisecond }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,11 +114,11 @@ func TestSliceSizesFor(t *testing.T) {
 		pageLimit int
 		want      SliceSizes
 	}{
-		{"alpaca", 10000, SliceSizes{marketdata.M15: 104 * day, marketdata.H1: 416 * day, marketdata.H4: 1666 * day, marketdata.D1: 3650 * day, marketdata.W1: 3650 * day}},
-		{"massive", 50000, SliceSizes{marketdata.M15: 520 * day, marketdata.H1: 2083 * day, marketdata.H4: 3650 * day, marketdata.D1: 3650 * day, marketdata.W1: 3650 * day}},
-		{"unknown", 1000, SliceSizes{marketdata.M15: 10 * day, marketdata.H1: 41 * day, marketdata.H4: 166 * day, marketdata.D1: 1000 * day, marketdata.W1: 3650 * day}},
-		{"tiny page: at least a day", 5, SliceSizes{marketdata.M15: day, marketdata.H1: day, marketdata.H4: day, marketdata.D1: 5 * day, marketdata.W1: 35 * day}},
-		{"no page: treated as one bar", 0, SliceSizes{marketdata.M15: day, marketdata.H1: day, marketdata.H4: day, marketdata.D1: day, marketdata.W1: 7 * day}},
+		{"alpaca", 10000, SliceSizes{market.M15: 104 * day, market.H1: 416 * day, market.H4: 1666 * day, market.D1: 3650 * day, market.W1: 3650 * day}},
+		{"massive", 50000, SliceSizes{market.M15: 520 * day, market.H1: 2083 * day, market.H4: 3650 * day, market.D1: 3650 * day, market.W1: 3650 * day}},
+		{"unknown", 1000, SliceSizes{market.M15: 10 * day, market.H1: 41 * day, market.H4: 166 * day, market.D1: 1000 * day, market.W1: 3650 * day}},
+		{"tiny page: at least a day", 5, SliceSizes{market.M15: day, market.H1: day, market.H4: day, market.D1: 5 * day, market.W1: 35 * day}},
+		{"no page: treated as one bar", 0, SliceSizes{market.M15: day, market.H1: day, market.H4: day, market.D1: day, market.W1: 7 * day}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestSliceSizesFor(t *testing.T) {
 			got := SliceSizesFor(tt.pageLimit)
 			require.Equal(t, tt.want, got)
 			require.NoError(t, got.validate())
-			for _, tf := range marketdata.Timeframes {
+			for _, tf := range market.Timeframes() {
 				if got[tf] < maxSliceDays*day && got[tf] > day {
 					require.LessOrEqual(t, int(got[tf]/tf.Duration()), max(tt.pageLimit, 1), "%s: one slice of round-the-clock bars fits a page", tf)
 				}
@@ -142,16 +142,16 @@ func TestFetchRange(t *testing.T) {
 	at := func(v string) *time.Time { x := ts(v); return &x }
 	tests := []struct {
 		name    string
-		tf      marketdata.Timeframe
+		tf      market.Timeframe
 		covered *time.Time
 		want    Slice
 	}{
-		{"nothing covered", marketdata.M15, nil, s},
-		{"covered to mid-slice: from one bar before", marketdata.M15, at("2026-11-26T15:07:00Z"), Slice{From: ts("2026-11-26T14:52:00Z"), To: s.To}},
-		{"h1 bar", marketdata.H1, at("2026-11-26T15:07:00Z"), Slice{From: ts("2026-11-26T14:07:00Z"), To: s.To}},
-		{"covered less than a bar: whole slice", marketdata.D1, at("2026-11-01T12:00:00Z"), s},
-		{"covered whole: asked again, whole slice", marketdata.M15, at("2026-12-01T00:00:00Z"), s},
-		{"covered beyond: whole slice", marketdata.M15, at("2026-12-05T00:00:00Z"), s},
+		{"nothing covered", market.M15, nil, s},
+		{"covered to mid-slice: from one bar before", market.M15, at("2026-11-26T15:07:00Z"), Slice{From: ts("2026-11-26T14:52:00Z"), To: s.To}},
+		{"h1 bar", market.H1, at("2026-11-26T15:07:00Z"), Slice{From: ts("2026-11-26T14:07:00Z"), To: s.To}},
+		{"covered less than a bar: whole slice", market.D1, at("2026-11-01T12:00:00Z"), s},
+		{"covered whole: asked again, whole slice", market.M15, at("2026-12-01T00:00:00Z"), s},
+		{"covered beyond: whole slice", market.M15, at("2026-12-05T00:00:00Z"), s},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

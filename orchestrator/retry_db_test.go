@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
@@ -18,7 +19,7 @@ func noJitter() RetryPolicy { return RetryPolicy{Rand: func() float64 { return 0
 func TestFailRetryableBacksOff(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "R", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "R", market.H1, 100, 30)
 	run := claimOne(t, pool, planNow, d, oneSlice)
 	cause := &marketdata.Error{Provider: "alpaca", Kind: marketdata.Retryable, Status: 503, Code: "http_503", Message: "unavailable"}
 	out, err := Fail(t.Context(), pool, planNow, run, cause, noJitter())
@@ -38,7 +39,7 @@ func TestFailRetryableBacksOff(t *testing.T) {
 func TestFailAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "MAX", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "MAX", market.H1, 100, 30)
 	exec(t, pool, `
 INSERT INTO job_runs (job_def_id, symbol, timeframe, job_type, slice_from, slice_to, attempt, next_attempt_at)
 VALUES ($1, 'MAX', 'h1', 'fetch_intraday', $2, $3, 4, $4)`, d.ID, oneSlice.From, oneSlice.To, planNow)
@@ -65,7 +66,7 @@ VALUES ($1, 'MAX', 'h1', 'fetch_intraday', $2, $3, 4, $4)`, d.ID, oneSlice.From,
 func TestFailRateLimitedKeepsTheAttempt(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "RL", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "RL", market.H1, 100, 30)
 	run := claimOne(t, pool, planNow, d, oneSlice)
 	cause := &marketdata.Error{Provider: "massive", Kind: marketdata.RateLimited, Status: 429, Code: "http_429", Message: "too many", RetryAfter: 90 * time.Second}
 	out, err := Fail(t.Context(), pool, planNow, run, cause, noJitter())
@@ -81,8 +82,8 @@ func TestFailRateLimitedKeepsTheAttempt(t *testing.T) {
 func TestFailPermanentDisablesTheDefinition(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "NOPE", marketdata.H1, 100, 30)
-	other := addDef(t, pool, "NOPE", marketdata.H4, 100, 30)
+	d := addDef(t, pool, "NOPE", market.H1, 100, 30)
+	other := addDef(t, pool, "NOPE", market.H4, 100, 30)
 	run := claimOne(t, pool, planNow, d, oneSlice)
 	cause := &marketdata.Error{Provider: "alpaca", Kind: marketdata.Permanent, Status: 422, Code: "42210000", Message: "invalid symbol: NOPE"}
 	out, err := Fail(t.Context(), pool, planNow, run, cause, noJitter())
@@ -103,7 +104,7 @@ func TestFailPermanentDisablesTheDefinition(t *testing.T) {
 func TestHeartbeatAndReap(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "HB", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "HB", market.H1, 100, 30)
 	run := claimOne(t, pool, planNow, d, oneSlice)
 
 	beat := planNow.Add(50 * time.Second)
@@ -135,7 +136,7 @@ func TestHeartbeatAndReap(t *testing.T) {
 func TestReapFailsRunsOutOfAttempts(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "POISON", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "POISON", market.H1, 100, 30)
 	exec(t, pool, `
 INSERT INTO job_runs (job_def_id, symbol, timeframe, job_type, slice_from, slice_to, attempt, next_attempt_at)
 VALUES ($1, 'POISON', 'h1', 'fetch_intraday', $2, $3, 4, $4)`, d.ID, oneSlice.From, oneSlice.To, planNow)
@@ -151,7 +152,7 @@ VALUES ($1, 'POISON', 'h1', 'fetch_intraday', $2, $3, 4, $4)`, d.ID, oneSlice.Fr
 func TestFailOnShutdownRequeuesAtOnce(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "STOP", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "STOP", market.H1, 100, 30)
 	run := claimOne(t, pool, planNow, d, oneSlice)
 	out, err := Fail(t.Context(), pool, planNow, run, errors.Join(errors.New("fetch"), contextCanceled()), noJitter())
 	require.NoError(t, err)

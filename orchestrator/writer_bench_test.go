@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
@@ -46,7 +47,7 @@ INSERT INTO job_runs (job_def_id, symbol, timeframe, job_type, slice_from, slice
 }
 
 func benchDef(b *testing.B, pool *pgxpool.Pool) def {
-	d := def{Symbol: "BENCH", Timeframe: marketdata.M15}
+	d := def{Symbol: "BENCH", Timeframe: market.M15}
 	require.NoError(b, pool.QueryRow(b.Context(), `INSERT INTO symbols (ticker) VALUES ('BENCH') RETURNING id::text`).Scan(&d.SymbolID))
 	require.NoError(b, pool.QueryRow(b.Context(), `
 INSERT INTO job_definitions (job_type, symbol, symbol_id, timeframe, window_days) VALUES ('fetch_intraday', 'BENCH', $1, 'm15', 30) RETURNING id::text`, d.SymbolID).Scan(&d.ID))

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
@@ -49,7 +50,7 @@ func countBars(t *testing.T, pool *pgxpool.Pool, d def) int {
 func TestWriteBarsOnce(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "AAPL", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "AAPL", market.H1, 100, 30)
 	s := Slice{From: ts("2026-11-20T00:00:00Z"), To: ts("2026-11-21T00:00:00Z")}
 	bars := hourBars(s.From, 24, 100.25)
 	stray := append(append([]marketdata.Bar{{TS: s.From.Add(-time.Hour), Open: 1, High: 1, Low: 1, Close: 1}}, bars...),
@@ -111,7 +112,7 @@ FROM coverage_status WHERE symbol = $1 AND timeframe = $2`, d.Symbol, string(d.T
 func TestWriteZeroBarsStillCovers(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "EMPTY", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "EMPTY", market.H1, 100, 30)
 	s := Slice{From: ts("2026-11-21T00:00:00Z"), To: ts("2026-11-22T00:00:00Z")} // a Saturday
 	n, err := Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Until: planNow})
 	require.NoError(t, err)
@@ -127,7 +128,7 @@ func TestWriteZeroBarsStillCovers(t *testing.T) {
 func TestCoverageRangesAreExact(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "HOLE", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "HOLE", market.H1, 100, 30)
 	day := func(s string) Slice { return Slice{From: ts(s), To: ts(s).Add(24 * time.Hour)} }
 	for _, s := range []Slice{day("2026-11-20T00:00:00Z"), day("2026-11-22T00:00:00Z"), day("2026-11-21T00:00:00Z"), day("2026-11-24T00:00:00Z")} {
 		_, err := Write(t.Context(), pool, planNow, claimOne(t, pool, planNow, d, s), Fetched{Provider: "synthetic", Bars: hourBars(s.From, 2, 10), Until: planNow})
@@ -151,7 +152,7 @@ func TestCoverageRangesAreExact(t *testing.T) {
 func TestWriteAfterLostLeaseWritesNothing(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "LOST", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "LOST", market.H1, 100, 30)
 	s := Slice{From: ts("2026-11-20T00:00:00Z"), To: ts("2026-11-21T00:00:00Z")}
 	run := claimOne(t, pool, planNow, d, s)
 	reaped, err := Reap(t.Context(), pool, planNow.Add(time.Minute+time.Second), 5) // the one-minute lease lapsed
@@ -178,7 +179,7 @@ func TestWriteAfterLostLeaseWritesNothing(t *testing.T) {
 func TestWriteInCallersTransaction(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
-	d := addDef(t, pool, "TX", marketdata.H1, 100, 30)
+	d := addDef(t, pool, "TX", market.H1, 100, 30)
 	s := Slice{From: ts("2026-11-20T00:00:00Z"), To: ts("2026-11-21T00:00:00Z")}
 	run := claimOne(t, pool, planNow, d, s)
 	tx, err := pool.Begin(t.Context())

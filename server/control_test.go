@@ -32,6 +32,7 @@ import (
 	"github.com/symbolsync/backfill/control"
 	backfillv1 "github.com/symbolsync/backfill/gen/backfill/v1"
 	"github.com/symbolsync/backfill/gen/backfill/v1/backfillv1connect"
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
@@ -915,7 +916,7 @@ func TestControlRunTick(t *testing.T) {
 	aapl := f.definition("AAPL", "h1", 40, 300, true, "")
 	f.definition("MSFT", "d1", 400, 100, true, "")
 	tsla := f.definition("TSLA", "h1", 40, 100, false, "no longer tracked")
-	want := len(orchestrator.Window(sizes[marketdata.H1], 40, planNow)) + len(orchestrator.Window(sizes[marketdata.D1], 400, planNow))
+	want := len(orchestrator.Window(sizes[market.H1], 40, planNow)) + len(orchestrator.Window(sizes[market.D1], 400, planNow))
 
 	wake := pgtest.Listen(t, a.pool, replicator.NotifyChannel)
 	res, err := c.RunTick(ctx, &backfillv1.RunTickRequest{})

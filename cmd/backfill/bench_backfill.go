@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
@@ -311,7 +312,7 @@ func (b *backfillBench) header(ctx context.Context, w io.Writer, url, template s
 			priority = 300 // watchlist
 		}
 		work = append(work, fmt.Sprintf("%s %d × %d d (priority %d, %s slices)", t.tf, t.defs, t.window, priority,
-			days(sizes[marketdata.Timeframe(t.tf)])))
+			days(sizes[market.Timeframe(t.tf)])))
 	}
 	event := "the seed's definitions committed"
 	if b.via == viaTracking {

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/replicator"
 	"github.com/symbolsync/backfill/supabase"
@@ -35,7 +36,7 @@ import (
 // faultDef is a job definition a fault test writes with SQL.
 type faultDef struct {
 	symbol     string
-	timeframe  marketdata.Timeframe
+	timeframe  market.Timeframe
 	windowDays int
 }
 
@@ -107,7 +108,7 @@ func requireBarsComplete(t *testing.T, conn *pgx.Conn, cutoff, planned time.Time
 		require.NotNil(t, c.to, name)
 		require.False(t, c.to.Before(cutoff), "%s: coverage up to %s reaches the cutoff", name, c.to)
 
-		want, err := synth.Bars(ctx, marketdata.Request{Symbol: c.symbol, Timeframe: marketdata.Timeframe(c.timeframe), From: *c.from, To: cutoff})
+		want, err := synth.Bars(ctx, marketdata.Request{Symbol: c.symbol, Timeframe: market.Timeframe(c.timeframe), From: *c.from, To: cutoff})
 		require.NoError(t, err)
 		wantTS := make([]int64, 0, len(want))
 		for _, b := range want {
@@ -238,9 +239,9 @@ func TestFaultKillWorkerMidRun(t *testing.T) {
 	dbURL := pgtest.URL(t)
 	conn := testConn(t, dbURL)
 	insertDefs(t, conn, []faultDef{
-		{"KILA", marketdata.M15, 14}, {"KILA", marketdata.H1, 45},
-		{"KILB", marketdata.M15, 14}, {"KILB", marketdata.H1, 45},
-		{"KILC", marketdata.M15, 14},
+		{"KILA", market.M15, 14}, {"KILA", market.H1, 45},
+		{"KILB", market.M15, 14}, {"KILB", market.H1, 45},
+		{"KILC", market.M15, 14},
 	})
 	// Every bar that started before now must be there in the end: every fetch comes later.
 	cutoff := time.Now()
@@ -296,7 +297,7 @@ func TestFaultTwoProcessesRunEachSliceOnce(t *testing.T) {
 	conn := testConn(t, dbURL)
 	var defs []faultDef
 	for i := range 20 {
-		defs = append(defs, faultDef{fmt.Sprintf("TWO%02d", i), marketdata.M15, 90})
+		defs = append(defs, faultDef{fmt.Sprintf("TWO%02d", i), market.M15, 90})
 	}
 	insertDefs(t, conn, defs)
 	// Both processes plan on start. A planning pass queues the open slice (the newest, still
@@ -371,7 +372,7 @@ func TestFaultPostgresRestartMidBackfill(t *testing.T) {
 	require.NoError(t, err)
 	_, err = migrator.Migrate(t.Context(), setup)
 	require.NoError(t, err)
-	insertDefs(t, setup, []faultDef{{"RSTA", marketdata.M15, 14}, {"RSTB", marketdata.M15, 14}, {"RSTA", marketdata.H1, 45}})
+	insertDefs(t, setup, []faultDef{{"RSTA", market.M15, 14}, {"RSTB", market.M15, 14}, {"RSTA", market.H1, 45}})
 	require.NoError(t, setup.Close(t.Context()))
 
 	cutoff := time.Now()
@@ -550,7 +551,7 @@ func TestFaultProviderErrors(t *testing.T) {
 	symbols := []string{"OKAY", "RATE", "FLAKY", "SLOW", "BAD"}
 	var defs []faultDef
 	for _, s := range symbols {
-		defs = append(defs, faultDef{s, marketdata.M15, 1})
+		defs = append(defs, faultDef{s, market.M15, 1})
 	}
 	insertDefs(t, conn, defs)
 

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 )
@@ -23,6 +24,7 @@ type orchConfig struct {
 	lease            time.Duration
 	syntheticLatency time.Duration
 	syntheticErrors  float64
+	syntheticHours   string
 	alpacaFeed       string
 	providerRate     float64
 	retryDelay       time.Duration
@@ -40,6 +42,8 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 	f.Duration(&c.syntheticLatency, "synthetic-latency", "BACKFILL_SYNTHETIC_LATENCY", 0, "simulated latency of each synthetic provider call")
 	f.Float64(&c.syntheticErrors, "synthetic-error-rate", "BACKFILL_SYNTHETIC_ERROR_RATE", 0,
 		"fraction of synthetic provider calls, in [0, 1], that fail with a retryable error (fault drills)")
+	f.String(&c.syntheticHours, "synthetic-hours", "BACKFILL_SYNTHETIC_HOURS", "regular",
+		"hours of the synthetic provider's intraday bars: regular (09:30 to the close) or extended (04:00-20:00 ET, as Alpaca's and Massive's feeds)")
 	f.String(&c.alpacaFeed, "alpaca-feed", "BACKFILL_ALPACA_FEED", "iex", "Alpaca data feed: iex (free) or sip (paid)")
 	f.Float64(&c.providerRate, "provider-rate", "BACKFILL_PROVIDER_RATE", 0,
 		"requests a minute the provider plan allows, paced on the client side (0: the free plan's, alpaca 200, massive 5)")
@@ -55,7 +59,11 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 func newProvider(c orchConfig, getenv func(string) string, reg prometheus.Registerer, logger *slog.Logger) (orchestrator.Provider, error) {
 	switch c.provider {
 	case "synthetic":
-		return marketdata.NewSynthetic(marketdata.SyntheticConfig{Latency: c.syntheticLatency, ErrorRate: c.syntheticErrors, Registerer: reg, Logger: logger})
+		hours, err := market.ParseHours(c.syntheticHours)
+		if err != nil {
+			return nil, fmt.Errorf("--synthetic-hours: %w", err)
+		}
+		return marketdata.NewSynthetic(marketdata.SyntheticConfig{Latency: c.syntheticLatency, ErrorRate: c.syntheticErrors, Hours: hours, Registerer: reg, Logger: logger})
 	case "alpaca":
 		return marketdata.NewAlpaca(marketdata.AlpacaConfig{
 			BaseURL: getenv("APCA_API_DATA_URL"), KeyID: getenv("APCA_API_KEY_ID"), SecretKey: getenv("APCA_API_SECRET_KEY"),

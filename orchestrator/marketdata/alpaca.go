@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/symbolsync/backfill/market"
 )
 
 // AlpacaConfig configures an Alpaca market-data v2 client. The zero value of every field means
@@ -87,7 +89,7 @@ func (c AlpacaConfig) validate() error {
 
 // alpacaTimeframes maps our tokens to Alpaca's. Unknown tokens are refused, never turned into
 // 1Day as the original did.
-var alpacaTimeframes = map[Timeframe]string{M15: "15Min", H1: "1Hour", H4: "4Hour", D1: "1Day", W1: "1Week"}
+var alpacaTimeframes = map[market.Timeframe]string{market.M15: "15Min", market.H1: "1Hour", market.H4: "4Hour", market.D1: "1Day", market.W1: "1Week"}
 
 const alpacaPageLimit = 10000
 
@@ -243,3 +245,6 @@ func alpacaBars(raw json.RawMessage, symbol string) ([]alpacaBar, error) {
 	}
 	return nil, nil
 }
+
+// Grid is Alpaca's bar grid: extended hours, clock-aligned (market.AlpacaGrid).
+func (a *Alpaca) Grid() market.Grid { return market.AlpacaGrid() }

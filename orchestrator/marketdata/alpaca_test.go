@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/symbolsync/backfill/market"
 )
 
 const (
@@ -72,7 +74,7 @@ func TestAlpacaPaginationFollowsTokenToNull(t *testing.T) {
 	t.Parallel()
 	srv := metaServer(t)
 	a := newTestAlpaca(t, srv, nil)
-	req := Request{Symbol: "META", Timeframe: D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")}
+	req := Request{Symbol: "META", Timeframe: market.D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")}
 	bars, err := a.Bars(context.Background(), req)
 	require.NoError(t, err)
 	require.Equal(t, []string{"2022-06-08T04:00:00Z", "2022-06-09T04:00:00Z", "2022-06-10T04:00:00Z", "2022-06-13T04:00:00Z"}, stamps(bars))
@@ -102,47 +104,47 @@ func TestAlpacaShapes(t *testing.T) {
 		name   string
 		file   string
 		symbol string
-		tf     Timeframe
+		tf     market.Timeframe
 		from   string
 		to     string
 		want   []string
 		first  Bar
 	}{
-		{name: "multi empty map", file: "alpaca/bars-multi-AAPL-1Day-empty.json", symbol: "AAPL", tf: D1,
+		{name: "multi empty map", file: "alpaca/bars-multi-AAPL-1Day-empty.json", symbol: "AAPL", tf: market.D1,
 			from: "2022-02-01T00:00:00Z", to: "2022-02-03T00:00:00Z", want: []string{}},
-		{name: "single legacy bars null", file: "alpaca/bars-single-AAPL-1Day-empty.json", symbol: "AAPL", tf: D1,
+		{name: "single legacy bars null", file: "alpaca/bars-single-AAPL-1Day-empty.json", symbol: "AAPL", tf: market.D1,
 			from: "2022-02-01T00:00:00Z", to: "2022-02-03T00:00:00Z", want: []string{}},
-		{name: "symbol absent from map", file: "alpaca/bars-multi-AAPL-NIO-1Day-final.json", symbol: "TSLA", tf: D1,
+		{name: "symbol absent from map", file: "alpaca/bars-multi-AAPL-NIO-1Day-final.json", symbol: "TSLA", tf: market.D1,
 			from: "2021-10-13T04:00:00Z", to: "2021-10-17T04:00:00Z", want: []string{}},
-		{name: "lower-case symbol matches", file: "alpaca/bars-multi-AAPL-NIO-1Day-final.json", symbol: "nio", tf: D1,
+		{name: "lower-case symbol matches", file: "alpaca/bars-multi-AAPL-NIO-1Day-final.json", symbol: "nio", tf: market.D1,
 			from: "2021-10-13T04:00:00Z", to: "2021-10-14T04:00:00Z",
 			want:  []string{"2021-10-13T04:00:00Z"},
 			first: Bar{TS: utc("2021-10-13T04:00:00Z"), Open: 35.75, High: 36.68, Low: 35.47, Close: 36.24, Volume: 33394068}},
-		{name: "multi-symbol picks NIO", file: "alpaca/bars-multi-AAPL-NIO-1Day-final.json", symbol: "NIO", tf: D1,
+		{name: "multi-symbol picks NIO", file: "alpaca/bars-multi-AAPL-NIO-1Day-final.json", symbol: "NIO", tf: market.D1,
 			from: "2021-10-13T04:00:00Z", to: "2021-10-17T04:00:00Z",
 			want:  []string{"2021-10-13T04:00:00Z", "2021-10-14T04:00:00Z", "2021-10-15T04:00:00Z"},
 			first: Bar{TS: utc("2021-10-13T04:00:00Z"), Open: 35.75, High: 36.68, Low: 35.47, Close: 36.24, Volume: 33394068}},
-		{name: "15Min multi, inclusive end trimmed", file: "alpaca/bars-multi-AMZN-15Min-reshaped-final.json", symbol: "AMZN", tf: M15,
+		{name: "15Min multi, inclusive end trimmed", file: "alpaca/bars-multi-AMZN-15Min-reshaped-final.json", symbol: "AMZN", tf: market.M15,
 			from: "2021-10-15T16:00:00Z", to: "2021-10-15T17:00:00Z",
 			want:  []string{"2021-10-15T16:00:00Z", "2021-10-15T16:15:00Z", "2021-10-15T16:30:00Z", "2021-10-15T16:45:00Z"},
 			first: Bar{TS: utc("2021-10-15T16:00:00Z"), Open: 3378.14, High: 3380.815, Low: 3376.3001, Close: 3379.72, Volume: 211689}},
-		{name: "15Min legacy single, inclusive end trimmed", file: "alpaca/bars-single-AMZN-15Min-sip-split-final.json", symbol: "AMZN", tf: M15,
+		{name: "15Min legacy single, inclusive end trimmed", file: "alpaca/bars-single-AMZN-15Min-sip-split-final.json", symbol: "AMZN", tf: market.M15,
 			from: "2021-10-15T16:00:00Z", to: "2021-10-15T17:00:00Z",
 			want:  []string{"2021-10-15T16:00:00Z", "2021-10-15T16:15:00Z", "2021-10-15T16:30:00Z", "2021-10-15T16:45:00Z"},
 			first: Bar{TS: utc("2021-10-15T16:00:00Z"), Open: 3378.14, High: 3380.815, Low: 3376.3001, Close: 3379.72, Volume: 211689}},
-		{name: "15Min end past the last bar keeps it", file: "alpaca/bars-multi-AMZN-15Min-reshaped-final.json", symbol: "AMZN", tf: M15,
+		{name: "15Min end past the last bar keeps it", file: "alpaca/bars-multi-AMZN-15Min-reshaped-final.json", symbol: "AMZN", tf: market.M15,
 			from: "2021-10-15T16:00:00Z", to: "2021-10-15T17:15:00Z",
 			want:  []string{"2021-10-15T16:00:00Z", "2021-10-15T16:15:00Z", "2021-10-15T16:30:00Z", "2021-10-15T16:45:00Z", "2021-10-15T17:00:00Z"},
 			first: Bar{TS: utc("2021-10-15T16:00:00Z"), Open: 3378.14, High: 3380.815, Low: 3376.3001, Close: 3379.72, Volume: 211689}},
-		{name: "multi final picks TSLA", file: "alpaca/bars-multi-AAPL-TSLA-1Day-final.json", symbol: "TSLA", tf: D1,
+		{name: "multi final picks TSLA", file: "alpaca/bars-multi-AAPL-TSLA-1Day-final.json", symbol: "TSLA", tf: market.D1,
 			from: "2022-03-09T00:00:00Z", to: "2022-03-10T00:00:00Z",
 			want:  []string{"2022-03-09T05:00:00Z"},
 			first: Bar{TS: utc("2022-03-09T05:00:00Z"), Open: 839, High: 860.56, Low: 832.01, Close: 858.97, Volume: 19227323}},
-		{name: "docs multi page with token, then empty", file: "alpaca/docs-bars-multi-AAPL-TSLA-page-with-token.json", symbol: "AAPL", tf: D1,
+		{name: "docs multi page with token, then empty", file: "alpaca/docs-bars-multi-AAPL-TSLA-page-with-token.json", symbol: "AAPL", tf: market.D1,
 			from: "2022-04-11T00:00:00Z", to: "2022-04-12T00:00:00Z",
 			want:  []string{"2022-04-11T04:00:00Z"},
 			first: Bar{TS: utc("2022-04-11T04:00:00Z"), Open: 168.77, High: 169.03, Low: 166.1, Close: 166.975, Volume: 40180280}},
-		{name: "desc order is sorted", file: "alpaca/bars-single-TSLA-1Day-desc-limit3-page1.json", symbol: "TSLA", tf: D1,
+		{name: "desc order is sorted", file: "alpaca/bars-single-TSLA-1Day-desc-limit3-page1.json", symbol: "TSLA", tf: market.D1,
 			from: "2023-09-25T00:00:00Z", to: "2023-09-28T00:00:00Z",
 			want:  []string{"2023-09-25T04:00:00Z", "2023-09-26T04:00:00Z", "2023-09-27T04:00:00Z"},
 			first: Bar{TS: utc("2023-09-25T04:00:00Z"), Open: 243.38, High: 247.1, Low: 238.31, Close: 246.99, Volume: 104668716}},
@@ -187,7 +189,7 @@ func TestAlpacaLegacySinglePagination(t *testing.T) {
 		}
 	})
 	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Feed = "sip" })
-	bars, err := a.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: D1, From: utc("2022-02-01T00:00:00Z"), To: utc("2022-02-05T00:00:00Z")})
+	bars, err := a.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2022-02-01T00:00:00Z"), To: utc("2022-02-05T00:00:00Z")})
 	require.NoError(t, err)
 	require.Equal(t, []string{"2022-02-01T05:00:00Z", "2022-02-02T05:00:00Z"}, stamps(bars))
 	reqs := srv.requests()
@@ -202,7 +204,7 @@ func TestAlpacaRepeatedTokenStops(t *testing.T) {
 		writeJSON(w, 200, fixture(t, "alpaca/bars-multi-GE-1Day-dividend-spinoff-page1.json"))
 	})
 	a := newTestAlpaca(t, srv, nil)
-	_, err := a.Bars(context.Background(), Request{Symbol: "GE", Timeframe: D1, From: utc("2024-04-01T00:00:00Z"), To: utc("2024-04-05T00:00:00Z")})
+	_, err := a.Bars(context.Background(), Request{Symbol: "GE", Timeframe: market.D1, From: utc("2024-04-01T00:00:00Z"), To: utc("2024-04-05T00:00:00Z")})
 	var pe *Error
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, CodePagination, pe.Code)
@@ -260,7 +262,7 @@ func TestAlpacaErrors(t *testing.T) {
 			})
 			reg := prometheus.NewRegistry()
 			a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Now = func() time.Time { return now }; c.Registerer = reg })
-			bars, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
+			bars, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: market.D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
 			require.Error(t, err)
 			require.Nil(t, bars)
 			var pe *Error
@@ -293,7 +295,7 @@ func TestAlpacaTimeout(t *testing.T) {
 		c.HTTPClient = &http.Client{Transport: srv.Client().Transport, Timeout: 100 * time.Millisecond}
 	})
 	start := time.Now()
-	_, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
+	_, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: market.D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
 	require.Less(t, time.Since(start), 5*time.Second)
 	var pe *Error
 	require.ErrorAs(t, err, &pe)
@@ -310,7 +312,7 @@ func TestAlpacaContextCancelIsNotAProviderError(t *testing.T) {
 		<-r.Context().Done()
 	})
 	a := newTestAlpaca(t, srv, nil)
-	_, err := a.Bars(ctx, Request{Symbol: "META", Timeframe: D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
+	_, err := a.Bars(ctx, Request{Symbol: "META", Timeframe: market.D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
 	require.ErrorIs(t, err, context.Canceled)
 	require.False(t, IsRetryable(err))
 	require.False(t, IsPermanent(err))
@@ -323,7 +325,7 @@ func TestAlpacaLimiterPacesAndCountsWaits(t *testing.T) {
 	// 300/min = one request every 200 ms, burst 1: the 3 pages need 2 waits, about 400 ms.
 	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.RequestsPerMinute = 300; c.Registerer = reg })
 	start := time.Now()
-	_, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
+	_, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: market.D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 350*time.Millisecond)
 	require.Equal(t, 2.0, testutil.ToFloat64(a.fetch.metrics.waits.WithLabelValues("alpaca")))
@@ -340,7 +342,7 @@ func TestAlpacaLimiterWaitHonoursContext(t *testing.T) {
 	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.RequestsPerMinute = 1 }) // one a minute
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := a.Bars(ctx, Request{Symbol: "META", Timeframe: D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
+	_, err := a.Bars(ctx, Request{Symbol: "META", Timeframe: market.D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Len(t, srv.requests(), 1, "the second page waits for the limiter")
 }
@@ -353,12 +355,12 @@ func TestAlpacaRequestChecks(t *testing.T) {
 	_, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: "1D", From: from, To: from.Add(time.Hour)})
 	require.True(t, IsPermanent(err))
 	require.Contains(t, err.Error(), `unsupported timeframe "1D"`)
-	_, err = a.Bars(context.Background(), Request{Timeframe: D1, From: from, To: from.Add(time.Hour)})
+	_, err = a.Bars(context.Background(), Request{Timeframe: market.D1, From: from, To: from.Add(time.Hour)})
 	require.True(t, IsPermanent(err))
-	_, err = a.Bars(context.Background(), Request{Symbol: "BTC/USD", Timeframe: D1, From: from, To: from.Add(time.Hour)})
+	_, err = a.Bars(context.Background(), Request{Symbol: "BTC/USD", Timeframe: market.D1, From: from, To: from.Add(time.Hour)})
 	require.True(t, IsPermanent(err))
 	require.Contains(t, err.Error(), "crypto pair")
-	bars, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: D1, From: from, To: from})
+	bars, err := a.Bars(context.Background(), Request{Symbol: "META", Timeframe: market.D1, From: from, To: from})
 	require.NoError(t, err)
 	require.Empty(t, bars)
 	require.Empty(t, srv.requests())

@@ -6,43 +6,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/symbolsync/backfill/market"
 )
-
-// Timeframe is a canonical bar size token, as stored in job_definitions and ohlc_bars_v2.
-type Timeframe string
-
-// The timeframes every provider serves.
-const (
-	M15 Timeframe = "m15"
-	H1  Timeframe = "h1"
-	H4  Timeframe = "h4"
-	D1  Timeframe = "d1"
-	W1  Timeframe = "w1"
-)
-
-// Timeframes lists the supported timeframes, shortest first.
-var Timeframes = []Timeframe{M15, H1, H4, D1, W1}
-
-// Duration is the nominal length of one bar (d1 24h, w1 7 days). Daily and weekly bars of
-// stocks start at midnight New York time, so their UTC length varies across DST changes.
-func (tf Timeframe) Duration() time.Duration {
-	switch tf {
-	case M15:
-		return 15 * time.Minute
-	case H1:
-		return time.Hour
-	case H4:
-		return 4 * time.Hour
-	case D1:
-		return 24 * time.Hour
-	case W1:
-		return 7 * 24 * time.Hour
-	}
-	return 0
-}
-
-// Valid reports whether tf is one of Timeframes.
-func (tf Timeframe) Valid() bool { return tf.Duration() > 0 }
 
 // Bar is one OHLCV bar. Volume is a float: Massive writes volumes in exponent form
 // (6.42646396e+08) and crypto volumes are fractional.
@@ -56,7 +22,7 @@ type Bar struct {
 // bars starting at or after To, so adjacent slices never share a bar.
 type Request struct {
 	Symbol    string
-	Timeframe Timeframe
+	Timeframe market.Timeframe
 	From, To  time.Time
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/symbolsync/backfill/market"
 )
 
 // MassiveConfig configures a Massive (formerly Polygon.io) aggregates v2 client. The zero value
@@ -80,7 +82,7 @@ func (c MassiveConfig) validate() error {
 }
 
 // massiveTimeframes maps our tokens to multiplier/timespan path segments.
-var massiveTimeframes = map[Timeframe]string{M15: "15/minute", H1: "1/hour", H4: "4/hour", D1: "1/day", W1: "1/week"}
+var massiveTimeframes = map[market.Timeframe]string{market.M15: "15/minute", market.H1: "1/hour", market.H4: "4/hour", market.D1: "1/day", market.W1: "1/week"}
 
 const massivePageLimit = 50000
 
@@ -184,7 +186,7 @@ func (m *Massive) bars(ctx context.Context, req Request) ([]Bar, error) {
 		return nil, nil
 	}
 	var from, to string
-	if req.Timeframe == D1 || req.Timeframe == W1 {
+	if req.Timeframe == market.D1 || req.Timeframe == market.W1 {
 		from = req.From.In(m.ny).Format(time.DateOnly)
 		to = req.To.Add(-time.Millisecond).In(m.ny).Format(time.DateOnly)
 	} else {
@@ -247,3 +249,6 @@ func (m *Massive) nextURL(raw string) (*url.URL, error) {
 	u.RawQuery = q.Encode()
 	return &u, nil
 }
+
+// Grid is Massive's bar grid: extended hours, clock-aligned (market.MassiveGrid).
+func (m *Massive) Grid() market.Grid { return market.MassiveGrid() }

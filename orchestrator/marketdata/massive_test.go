@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/symbolsync/backfill/market"
 )
 
 const massiveKey = "massive-secret-key"
@@ -32,7 +34,7 @@ func TestMassiveDailyMillisecondsAndExponentVolumes(t *testing.T) {
 		writeJSON(w, 200, fixture(t, "massive/aggs-AAPL-1-day-2023-01-01-2023-01-10-asc.json"))
 	})
 	m := newTestMassive(t, srv.URL, srv.Client(), nil)
-	bars, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: D1, From: utc("2023-01-01T05:00:00Z"), To: utc("2023-01-11T05:00:00Z")})
+	bars, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2023-01-01T05:00:00Z"), To: utc("2023-01-11T05:00:00Z")})
 	require.NoError(t, err)
 	require.Equal(t, []string{"2023-01-03T05:00:00Z", "2023-01-04T05:00:00Z", "2023-01-05T05:00:00Z", "2023-01-06T05:00:00Z",
 		"2023-01-09T05:00:00Z", "2023-01-10T05:00:00Z"}, stamps(bars))
@@ -53,9 +55,9 @@ func TestMassiveDescAnswersAreSorted(t *testing.T) {
 		wantLen         int
 	}{
 		{name: "AAPL recorded both ways", asc: "massive/aggs-AAPL-1-day-2023-01-01-2023-01-10-asc.json", desc: "massive/aggs-AAPL-1-day-2023-01-01-2023-01-10-desc.json",
-			req: Request{Symbol: "AAPL", Timeframe: D1, From: utc("2023-01-01T05:00:00Z"), To: utc("2023-01-11T05:00:00Z")}, wantLen: 6},
+			req: Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2023-01-01T05:00:00Z"), To: utc("2023-01-11T05:00:00Z")}, wantLen: 6},
 		{name: "GME daily desc", desc: "massive/aggs-GME-1-day-2021-12-01-2021-12-02-desc.json",
-			req: Request{Symbol: "GME", Timeframe: D1, From: utc("2021-12-01T05:00:00Z"), To: utc("2021-12-03T05:00:00Z")}, wantLen: 2},
+			req: Request{Symbol: "GME", Timeframe: market.D1, From: utc("2021-12-01T05:00:00Z"), To: utc("2021-12-03T05:00:00Z")}, wantLen: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +87,7 @@ func TestMassiveIntradayDescIsSortedAndTrimmed(t *testing.T) {
 	})
 	m := newTestMassive(t, srv.URL, srv.Client(), nil)
 	from, to := utc("2021-12-01T05:00:00Z"), utc("2021-12-03T05:00:00Z")
-	bars, err := m.Bars(context.Background(), Request{Symbol: "GME", Timeframe: H1, From: from, To: to})
+	bars, err := m.Bars(context.Background(), Request{Symbol: "GME", Timeframe: market.H1, From: from, To: to})
 	require.NoError(t, err)
 	require.Len(t, bars, 29)
 	for i := 1; i < len(bars); i++ {
@@ -103,7 +105,7 @@ func TestMassiveIntradayDescIsSortedAndTrimmed(t *testing.T) {
 	require.Equal(t, "/v2/aggs/ticker/GME/range/1/hour/1638334800000/1638507599999", srv.requests()[0].Path)
 
 	// A narrower request trims what the provider sent beyond [From, To).
-	bars, err = m.Bars(context.Background(), Request{Symbol: "GME", Timeframe: H1, From: utc("2021-12-01T14:00:00Z"), To: utc("2021-12-01T16:00:00Z")})
+	bars, err = m.Bars(context.Background(), Request{Symbol: "GME", Timeframe: market.H1, From: utc("2021-12-01T14:00:00Z"), To: utc("2021-12-01T16:00:00Z")})
 	require.NoError(t, err)
 	require.Equal(t, []string{"2021-12-01T14:00:00Z", "2021-12-01T15:00:00Z"}, stamps(bars))
 }
@@ -124,7 +126,7 @@ func TestMassiveNextURLPagination(t *testing.T) {
 				}
 			})
 			m := newTestMassive(t, srv.URL, srv.Client(), nil)
-			bars, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: D1, From: utc("2005-04-01T05:00:00Z"), To: utc("2020-01-11T05:00:00Z")})
+			bars, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2005-04-01T05:00:00Z"), To: utc("2020-01-11T05:00:00Z")})
 			require.NoError(t, err)
 			// Fri 2005-04-01 is EST (05:00Z), Mon 04-04 EDT (04:00Z); sorted across pages.
 			require.Equal(t, []string{"2005-04-01T05:00:00Z", "2005-04-04T04:00:00Z", "2020-01-02T05:00:00Z", "2020-01-03T05:00:00Z"}, stamps(bars))
@@ -154,7 +156,7 @@ func TestMassiveEmptyResults(t *testing.T) {
 			t.Parallel()
 			srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, tt.body) })
 			m := newTestMassive(t, srv.URL, srv.Client(), nil)
-			bars, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: M15, From: utc("2020-02-01T00:00:00Z"), To: utc("2020-02-03T00:00:00Z")})
+			bars, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.M15, From: utc("2020-02-01T00:00:00Z"), To: utc("2020-02-03T00:00:00Z")})
 			require.NoError(t, err)
 			require.Empty(t, bars)
 			require.Len(t, srv.requests(), 1)
@@ -197,7 +199,7 @@ func TestMassiveErrors(t *testing.T) {
 			})
 			reg := prometheus.NewRegistry()
 			m := newTestMassive(t, srv.URL, srv.Client(), func(c *MassiveConfig) { c.Now = func() time.Time { return now }; c.Registerer = reg })
-			_, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: W1, From: utc("2019-12-02T05:00:00Z"), To: utc("2021-12-06T05:00:00Z")})
+			_, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.W1, From: utc("2019-12-02T05:00:00Z"), To: utc("2021-12-06T05:00:00Z")})
 			var pe *Error
 			require.ErrorAs(t, err, &pe)
 			require.Equal(t, tt.kind, pe.Kind, "%v", err)
@@ -219,7 +221,7 @@ func TestMassiveNetworkErrorHidesKey(t *testing.T) {
 	base, client := srv.URL, srv.Client()
 	srv.Close() // nothing listens any more
 	m := newTestMassive(t, base, client, nil)
-	_, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: D1, From: utc("2023-01-01T05:00:00Z"), To: utc("2023-01-11T05:00:00Z")})
+	_, err := m.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2023-01-01T05:00:00Z"), To: utc("2023-01-11T05:00:00Z")})
 	var pe *Error
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, Retryable, pe.Kind)
@@ -242,7 +244,7 @@ func TestMassiveDecimalStringVolume(t *testing.T) {
 		writeJSON(w, 200, []byte(`{"ticker":"X:BTCUSD","results":[{"v":"12.5","o":1,"h":2,"l":0.5,"c":1.5,"t":1577941200000},{"v":3.25e+00,"o":1,"h":2,"l":0.5,"c":1.5,"t":1578027600000}],"status":"OK"}`))
 	})
 	m := newTestMassive(t, srv.URL, srv.Client(), nil)
-	bars, err := m.Bars(context.Background(), Request{Symbol: "X:BTCUSD", Timeframe: D1, From: utc("2020-01-01T00:00:00Z"), To: utc("2020-01-05T00:00:00Z")})
+	bars, err := m.Bars(context.Background(), Request{Symbol: "X:BTCUSD", Timeframe: market.D1, From: utc("2020-01-01T00:00:00Z"), To: utc("2020-01-05T00:00:00Z")})
 	require.NoError(t, err)
 	require.Len(t, bars, 2)
 	require.Equal(t, 12.5, bars[0].Volume)
@@ -260,6 +262,6 @@ func TestMassiveConfig(t *testing.T) {
 	require.Equal(t, "massive", m.Name())
 	require.Equal(t, "https://api.massive.com", m.cfg.BaseURL)
 	require.Equal(t, 5.0, m.cfg.RequestsPerMinute)
-	_, err = m.Bars(context.Background(), Request{Symbol: "BTC/USD", Timeframe: D1, From: utc("2020-01-01T00:00:00Z"), To: utc("2020-01-02T00:00:00Z")})
+	_, err = m.Bars(context.Background(), Request{Symbol: "BTC/USD", Timeframe: market.D1, From: utc("2020-01-01T00:00:00Z"), To: utc("2020-01-02T00:00:00Z")})
 	require.True(t, IsPermanent(err), "refused before any request")
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/symbolsync/backfill/market"
 )
 
 // SyntheticConfig configures the offline provider. The zero value is a fast, error-free
@@ -29,6 +31,9 @@ type SyntheticConfig struct {
 	// Seed makes the sequence of injected errors reproducible (the n-th call fails or not for
 	// a given seed). Default 0. Bar values do not depend on it.
 	Seed uint64
+	// Hours are the hours of the intraday bars (m15, h1, h4): market.RegularHours (the default)
+	// or market.ExtendedHours (04:00–20:00 ET, as Alpaca's and Massive's feeds return them).
+	Hours market.Hours
 	// Now is the clock: no bar starting after Now is returned. Default time.Now.
 	Now func() time.Time
 	// Logger. Default: discard.
@@ -47,6 +52,9 @@ func (c SyntheticConfig) withDefaults() SyntheticConfig {
 	if c.PageLimit == 0 {
 		c.PageLimit = alpacaPageLimit
 	}
+	if c.Hours == 0 {
+		c.Hours = market.RegularHours
+	}
 	return c
 }
 
@@ -57,6 +65,9 @@ func (c SyntheticConfig) validate() error {
 	if c.PageLimit < 1 {
 		return fmt.Errorf("synthetic: PageLimit %d: want at least 1", c.PageLimit)
 	}
+	if c.Hours != market.RegularHours && c.Hours != market.ExtendedHours {
+		return fmt.Errorf("synthetic: Hours %v: want regular or extended", c.Hours)
+	}
 	if c.ErrorRate < 0 || c.ErrorRate > 1 || math.IsNaN(c.ErrorRate) {
 		return fmt.Errorf("synthetic: ErrorRate %v is outside [0, 1]", c.ErrorRate)
 	}
@@ -66,15 +77,19 @@ func (c SyntheticConfig) validate() error {
 // Synthetic generates plausible bars offline. Every bar is a pure function of (symbol,
 // timeframe, ts), so repeated and overlapping requests agree.
 //
-// Sessions: stock symbols trade 09:30–16:00 America/New_York on weekdays (holidays are not
-// modelled): m15, h1 and h4 bars start at 09:30 and every 15 min, 1 h or 4 h after while the
-// start is before 16:00 (h4: 09:30 and 13:30); d1 bars are stamped at midnight New York time
-// (04:00Z or 05:00Z, as Alpaca does) on weekdays; w1 bars at midnight New York time on Mondays.
-// Symbols containing '/' (crypto pairs such as BTC/USD) trade 24/7 on the UTC grid: every bar
-// aligned to its length from the Unix epoch, d1 at 00:00Z, w1 on Mondays at 00:00Z.
+// It stores what Alpaca would: stock symbols trade on the NYSE calendar (no bars on holidays or
+// weekends, 13:00 early closes honoured) on Alpaca's grid (market.SyntheticGrid): m15 bars on
+// the quarter hour and h1/h4 bars aligned to the New York clock, within the regular session by
+// default (Hours: 09:00 … 15:00 for h1, 08:00 and 12:00 for h4) or the extended one; d1 bars at
+// the session's midnight New York time (04:00Z or 05:00Z), w1 bars at the week's Monday
+// midnight. Every start of the grid has a bar, so stored data can be checked exactly. Symbols
+// containing '/' (crypto pairs such as BTC/USD) trade 24/7 on the UTC grid: every bar aligned
+// to its length from the Unix epoch, d1 at 00:00Z, w1 on Mondays at 00:00Z.
 type Synthetic struct {
 	cfg     SyntheticConfig
-	ny      *time.Location
+	grid    market.Grid
+	nyse    *market.Calendar
+	crypto  *market.Calendar
 	metrics *metrics
 
 	mu  sync.Mutex
@@ -87,15 +102,12 @@ func NewSynthetic(cfg SyntheticConfig) (*Synthetic, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	ny, err := time.LoadLocation("America/New_York")
-	if err != nil {
-		return nil, fmt.Errorf("synthetic: load America/New_York: %w", err)
-	}
 	m, err := newMetrics("synthetic", cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	return &Synthetic{cfg: cfg, ny: ny, metrics: m, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed))}, nil
+	return &Synthetic{cfg: cfg, grid: market.SyntheticGrid(cfg.Hours), nyse: market.NYSE(), crypto: market.Crypto(),
+		metrics: m, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed))}, nil
 }
 
 // Name returns "synthetic".
@@ -151,66 +163,26 @@ func (s *Synthetic) bars(ctx context.Context, req Request) ([]Bar, error) {
 	return out, nil
 }
 
+// Grid is the bar grid the provider follows.
+func (s *Synthetic) Grid() market.Grid { return s.grid }
+
 // PageLimit is the simulated page size in bars.
 func (s *Synthetic) PageLimit() int { return s.cfg.PageLimit }
 
-// starts lists the bar starts in [from, to), ascending, UTC.
-func (s *Synthetic) starts(symbol string, tf Timeframe, from, to time.Time) []time.Time {
-	var out []time.Time
-	if strings.Contains(symbol, "/") {
-		step := tf.Duration()
-		var t time.Time
-		if tf == W1 {
-			// The Unix epoch was a Thursday; Monday 1970-01-05 anchors the weekly grid.
-			anchor := time.Date(1970, 1, 5, 0, 0, 0, 0, time.UTC)
-			n := from.Sub(anchor) / step
-			t = anchor.Add(n * step)
-		} else {
-			t = from.Truncate(step)
-		}
-		for ; t.Before(to); t = t.Add(step) {
-			if !t.Before(from) {
-				out = append(out, t)
-			}
-		}
-		return out
+// starts lists the bar starts in [from, to), ascending, UTC: the grid's starts on the symbol's
+// calendar.
+func (s *Synthetic) starts(symbol string, tf market.Timeframe, from, to time.Time) []time.Time {
+	cal := s.nyse
+	if market.IsCrypto(symbol) {
+		cal = s.crypto
 	}
-	// Stocks: walk the New York calendar days that can hold a bar in range.
-	first := from.In(s.ny)
-	day := time.Date(first.Year(), first.Month(), first.Day(), 0, 0, 0, 0, s.ny)
-	for ; day.Before(to); day = time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, s.ny) {
-		wd := day.Weekday()
-		if wd == time.Saturday || wd == time.Sunday {
-			continue
-		}
-		var cands []time.Time
-		switch tf {
-		case D1:
-			cands = []time.Time{day}
-		case W1:
-			if wd == time.Monday {
-				cands = []time.Time{day}
-			}
-		default:
-			open := time.Date(day.Year(), day.Month(), day.Day(), 9, 30, 0, 0, s.ny)
-			closing := time.Date(day.Year(), day.Month(), day.Day(), 16, 0, 0, 0, s.ny)
-			for t := open; t.Before(closing); t = t.Add(tf.Duration()) {
-				cands = append(cands, t)
-			}
-		}
-		for _, t := range cands {
-			if !t.Before(from) && t.Before(to) {
-				out = append(out, t.UTC())
-			}
-		}
-	}
-	return out
+	return s.grid.Starts(cal, tf, from, to)
 }
 
 // bar is the deterministic bar of (symbol, tf, ts). The price path is a smooth function of time
 // seeded by the symbol, so a bar's close is the next instant's open and timeframes roughly
 // agree; the wicks and volume come from a hash of (symbol, tf, ts).
-func (s *Synthetic) bar(symbol string, tf Timeframe, ts time.Time) Bar {
+func (s *Synthetic) bar(symbol string, tf market.Timeframe, ts time.Time) Bar {
 	base := 20 + float64(hash64(symbol)%48000)/100 // 20 … 500
 	phase := float64(hash64(symbol+"#phase")%6283) / 1000
 	price := func(t time.Time) float64 {

@@ -1,5 +1,6 @@
 -- Lease up to $1 due queued runs to owner $2 for $3 seconds, at clock $4 (NULL: the database's
--- now()); started_at is the claim's instant on that clock.
+-- now()); started_at is the claim's instant on that clock, returned so that the worker asks the
+-- provider for nothing after it.
 -- Order: the definition's priority as it is now (a watchlist add raises queued work at once),
 -- then the newest slice. FOR UPDATE OF r SKIP LOCKED lets concurrent claimers pass each other;
 -- a run another claimer committed meanwhile fails the status recheck and is left out.
@@ -35,6 +36,7 @@ RETURNING r.id::text, r.job_def_id::text, r.symbol, p.symbol_id::text, r.timefra
           r.slice_from, r.slice_to, p.priority, r.attempt, r.lease_owner,
           coalesce(r.window_from, r.slice_from) AS window_from,
           greatest(extract(epoch FROM r.started_at - r.next_attempt_at), 0)::float8 AS waited,
+          r.started_at,
           (SELECT upper(x)
            FROM public.coverage_status c, unnest(c.covered) AS x
            WHERE c.symbol = r.symbol AND c.timeframe = r.timeframe

@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/symbolsync/backfill/market"
 )
 
 var (
@@ -36,11 +38,11 @@ const (
 	MaxSymbolLength = 16
 )
 
-// Timeframes returns the timeframes in their canonical order.
-func Timeframes() []string { return []string{"m15", "h1", "h4", "d1", "w1"} }
+// Timeframes returns the timeframes in their canonical order, as stored.
+func Timeframes() []string { return market.Names(market.Timeframes()) }
 
 // DefaultTimeframes returns what a request without timeframes tracks.
-func DefaultTimeframes() []string { return []string{"m15", "h1", "h4"} }
+func DefaultTimeframes() []string { return market.Names(market.DefaultTimeframes()) }
 
 // sourcePriority maps a source to its priority (higher is fetched first).
 func sourcePriority(source string) (int, bool) {

@@ -1,0 +1,77 @@
+package orchestrator
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/symbolsync/backfill/market"
+	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/supabase/pgtest"
+)
+
+// gridProvider is the synthetic provider (extended hours, as Alpaca's feed) that records every
+// request it gets.
+type gridProvider struct {
+	*marketdata.Synthetic
+	mu   sync.Mutex
+	reqs []marketdata.Request
+}
+
+func (g *gridProvider) Bars(ctx context.Context, req marketdata.Request) ([]marketdata.Bar, error) {
+	g.mu.Lock()
+	g.reqs = append(g.reqs, req)
+	g.mu.Unlock()
+	return g.Synthetic.Bars(ctx, req)
+}
+
+func (g *gridProvider) requests() []marketdata.Request {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]marketdata.Request(nil), g.reqs...)
+}
+
+// TestClosedMarketIsNotRequested: a run whose range holds only closed-market time (a weekend
+// after the early close of the Friday after Thanksgiving) is recorded as fetched without a
+// request, and no request reaches past the claim, so never into the future.
+func TestClosedMarketIsNotRequested(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.DB(t)
+	// Sunday 2026-11-29, 30 s before 12:00Z, so a window of whole days starts just before a
+	// quarter hour. Friday's extended session ended at 17:00 ET (22:00Z).
+	start := ts("2026-11-29T11:59:30Z")
+	clock := runningClock(start)
+	synth, err := marketdata.NewSynthetic(marketdata.SyntheticConfig{Hours: market.ExtendedHours, Now: clock})
+	require.NoError(t, err)
+	p := &gridProvider{Synthetic: synth}
+	weekend := addDef(t, pool, "WKND", market.M15, 100, 1) // Saturday 12:00Z to now: closed all along
+	week := addDef(t, pool, "WEEK", market.M15, 100, 4)    // from Wednesday: three sessions
+	events := make(chan done, 100)
+	o := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Now: clock}, events, nil)
+	got := waitIdle(t, pool, events, o)
+	for _, e := range got {
+		require.Equal(t, Succeeded, e.outcome, e.run.Symbol)
+	}
+	end := clock()
+	for _, r := range p.requests() {
+		require.NotEqual(t, "WKND", r.Symbol, "a closed-market range is not requested: %+v", r)
+		require.False(t, r.To.After(end), "a request ends in the future: %+v", r)
+	}
+	require.NotEmpty(t, p.requests(), "the week's sessions are requested")
+	require.Positive(t, testutil.ToFloat64(o.metrics.skipped.WithLabelValues("m15")))
+
+	// Both are covered up to their claim: the skipped one as much as the fetched one.
+	for _, d := range []def{weekend, week} {
+		c := coverageOf(t, pool, d)
+		require.NotNil(t, c.To, d.Symbol)
+		require.True(t, c.To.After(start) && !c.To.After(end), "%s covered to %s", d.Symbol, c.To)
+	}
+	require.Zero(t, countBars(t, pool, weekend))
+	// Wednesday from 12:00Z (07:00 ET) to 20:00 ET, no bar on Thanksgiving, the early close's
+	// extended session 04:00–17:00 ET: 13 + 13 hours of quarter hours.
+	require.Equal(t, (13+13)*4, countBars(t, pool, week))
+}
