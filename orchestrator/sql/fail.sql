@@ -22,6 +22,15 @@ WITH r AS (
     AND d.id = jr.job_def_id
   RETURNING jr.job_def_id
 ),
+-- A run failed for good leaves a hole: the completeness checker looks at its definition again.
+dirty AS (
+  INSERT INTO public.coverage_dirty (symbol_id, timeframe)
+  SELECT jd.symbol_id, jd.timeframe
+  FROM r JOIN public.job_definitions AS jd ON jd.id = r.job_def_id
+  WHERE $4 = 'failed'
+  ON CONFLICT (symbol_id, timeframe) DO UPDATE SET seq = nextval('public.coverage_dirty_seq')
+  RETURNING 1
+),
 d AS (
   UPDATE public.job_definitions d
   SET enabled = false, disabled_reason = $9

@@ -12,7 +12,7 @@
 -- Nothing is written unless the run is still leased as given: the run CTE locks it (a
 -- concurrent reaper or cancel is waited for and then re-checked), and every write depends on
 -- it. Bars whose values are unchanged are not touched, so the count is what really changed and
--- a repeated fetch rewrites nothing. Returns the number of runs marked (0: the lease was lost)
+-- a repeated fetch rewrites nothing. The definition is marked for the completeness checker. Returns the number of runs marked (0: the lease was lost)
 -- and of bars inserted or changed.
 WITH run AS MATERIALIZED (
   SELECT id, started_at FROM public.job_runs
@@ -42,6 +42,13 @@ span AS (
   SELECT tstzmultirange(tstzrange($8::timestamptz, greatest($8::timestamptz,
            least($9::timestamptz, coalesce($10::timestamptz, run.started_at, $17::timestamptz, now()))))) AS r
   FROM run
+),
+-- The completeness checker looks at this definition again (coverage_dirty).
+dirty AS (
+  INSERT INTO public.coverage_dirty (symbol_id, timeframe)
+  SELECT $6::uuid, $5::text FROM run
+  ON CONFLICT (symbol_id, timeframe) DO UPDATE SET seq = nextval('public.coverage_dirty_seq')
+  RETURNING 1
 ),
 coverage AS (
   INSERT INTO public.coverage_status AS c
