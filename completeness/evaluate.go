@@ -93,7 +93,7 @@ func Evaluate(cal *market.Calendar, grid market.Grid, in Input, now time.Time) V
 		c := SessionCheck{
 			Date:     first.In(cal.Location()).Format(time.DateOnly),
 			Expected: len(starts),
-			Range:    Span{From: first, To: barEnd(cal, tf, last)},
+			Range:    Span{From: first, To: cal.BarEnd(tf, last)},
 		}
 		day := in.Days[c.Date]
 		c.Found = day.N
@@ -153,17 +153,6 @@ func ended(s market.Session, tf market.Timeframe, starts []time.Time, now time.T
 		return !now.Before(starts[0].AddDate(0, 0, 7))
 	}
 	return !now.Before(starts[len(starts)-1].Add(tf.Duration()))
-}
-
-// barEnd is where the bar starting at t ends: d1 and w1 bars end at a New York midnight.
-func barEnd(cal *market.Calendar, tf market.Timeframe, t time.Time) time.Time {
-	switch tf {
-	case market.D1:
-		return t.In(cal.Location()).AddDate(0, 0, 1).UTC()
-	case market.W1:
-		return t.In(cal.Location()).AddDate(0, 0, 7).UTC()
-	}
-	return t.Add(tf.Duration())
 }
 
 func overlapsAny(spans []Span, a, b time.Time) bool {

@@ -269,7 +269,7 @@ func rulesHealthy(prom *process) error {
 		}
 	}
 	sort.Strings(names)
-	want := []string{"BackfillOrchestratorNoTick", "BackfillQueuedRunTooOld", "BackfillReplicationSlotLagHigh",
+	want := []string{"BackfillCoverageHoles", "BackfillOrchestratorNoTick", "BackfillQueuedRunTooOld", "BackfillReplicationSlotLagHigh",
 		"BackfillReplicatorNotActive", "BackfillRunsFailing"}
 	if !slices.Equal(names, want) {
 		return fmt.Errorf("rules %v, want %v", names, want)

@@ -224,6 +224,19 @@ func (c *Calendar) Previous(t time.Time) (Session, bool) {
 	return Session{}, false
 }
 
+// BarEnd is where the tf bar starting at t ends: d1 and w1 bars at a midnight in the
+// calendar's zone (a day or a week later, whatever DST does meanwhile), shorter bars after
+// their duration.
+func (c *Calendar) BarEnd(tf Timeframe, t time.Time) time.Time {
+	switch tf {
+	case D1:
+		return t.In(c.loc).AddDate(0, 0, 1).UTC()
+	case W1:
+		return t.In(c.loc).AddDate(0, 0, 7).UTC()
+	}
+	return t.Add(tf.Duration())
+}
+
 // Closures lists the weekday closures of a year, in date order: the holidays the rules give
 // and the unscheduled closures. Crypto has none.
 func (c *Calendar) Closures(year int) []Closure {

@@ -186,6 +186,25 @@ func (g Grid) Any(cal *Calendar, tf Timeframe, from, to time.Time) bool {
 	return false
 }
 
+// EndsSession reports whether [from, to) holds the last bar start of a session whose bars had
+// all closed by now: a fetch of that range completes the session, so it can be judged.
+func (g Grid) EndsSession(cal *Calendar, tf Timeframe, from, to, now time.Time) bool {
+	if !to.After(from) || !tf.Valid() {
+		return false
+	}
+	for _, s := range cal.Sessions(from.AddDate(0, 0, -7), to.AddDate(0, 0, 1)) {
+		starts := g.SessionBars(cal, s, tf)
+		if len(starts) == 0 {
+			continue
+		}
+		last := starts[len(starts)-1]
+		if !last.Before(from) && last.Before(to) && !now.Before(cal.BarEnd(tf, last)) {
+			return true
+		}
+	}
+	return false
+}
+
 // weekStart is WeekStart's midnight (in cal's zone) of the week holding day, in UTC.
 func weekStart(cal *Calendar, day time.Time) time.Time {
 	local := day.In(cal.loc)

@@ -71,6 +71,17 @@ func TestClosedMarketIsNotRequested(t *testing.T) {
 		require.True(t, c.To.After(start) && !c.To.After(end), "%s covered to %s", d.Symbol, c.To)
 	}
 	require.Zero(t, countBars(t, pool, weekend))
+	// Only the fetch that held a session's last bar asks the completeness check to look again.
+	var marked []string
+	rows, err := pool.Query(t.Context(), `SELECT s.ticker FROM coverage_dirty m JOIN symbols s ON s.id = m.symbol_id ORDER BY 1`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var ticker string
+		require.NoError(t, rows.Scan(&ticker))
+		marked = append(marked, ticker)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"WEEK"}, marked)
 	// Wednesday from 12:00Z (07:00 ET) to 20:00 ET, no bar on Thanksgiving, the early close's
 	// extended session 04:00–17:00 ET: 13 + 13 hours of quarter hours.
 	require.Equal(t, (13+13)*4, countBars(t, pool, week))

@@ -563,7 +563,8 @@ func (o *Orchestrator) execute(ctx context.Context, run Run) {
 	case err == nil:
 		o.writers <- struct{}{}
 		writeStart := time.Now()
-		written, werr := Write(rec, o.cfg.Pool, o.now(), run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until})
+		written, werr := Write(rec, o.cfg.Pool, o.now(), run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until,
+			InSession: o.inSession(run, run.Request())})
 		o.metrics.writeSeconds.WithLabelValues(string(run.Timeframe)).Observe(time.Since(writeStart).Seconds())
 		<-o.writers
 		switch {
@@ -611,11 +612,24 @@ func (o *Orchestrator) closedMarket(run Run, req Slice) bool {
 	if o.cfg.Grid == nil {
 		return false
 	}
-	cal := o.nyse
-	if market.IsCrypto(run.Symbol) {
-		cal = o.crypto
+	return !o.cfg.Grid.Any(o.calendar(run.Symbol), run.Timeframe, req.From, req.To)
+}
+
+// inSession reports that req holds the last bar of no session that had ended by the claim (a
+// refresh inside a session): its write need not wake the completeness check. Without a grid,
+// or without the claim's instant, it says false: let the check look.
+func (o *Orchestrator) inSession(run Run, req Slice) bool {
+	if o.cfg.Grid == nil || run.Claimed.IsZero() {
+		return false
 	}
-	return !o.cfg.Grid.Any(cal, run.Timeframe, req.From, req.To)
+	return !o.cfg.Grid.EndsSession(o.calendar(run.Symbol), run.Timeframe, req.From, req.To, run.Claimed)
+}
+
+func (o *Orchestrator) calendar(symbol string) *market.Calendar {
+	if market.IsCrypto(symbol) {
+		return o.crypto
+	}
+	return o.nyse
 }
 
 func (o *Orchestrator) fail(ctx context.Context, run Run, cause error) Outcome {

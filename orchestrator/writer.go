@@ -17,6 +17,11 @@ type Fetched struct {
 	// so an open slice is not marked covered beyond what could exist. Zero means the run's
 	// claim (started_at), which came just before the fetch, on the same clock.
 	Until time.Time
+	// InSession reports that the fetch holds no ended session's last bar (a refresh inside a
+	// trading session): then the write does not ask the completeness check to look at the
+	// definition again, which it would otherwise do after every refresh of every definition.
+	// The session is judged once the write that holds its last bar comes. Default false: look.
+	InSession bool
 }
 
 // Write stores a finished slice with one statement (sql/write.sql), so atomically and in one
@@ -44,7 +49,7 @@ func Write(ctx context.Context, db DB, now time.Time, run Run, f Fetched) (writt
 	if err := db.QueryRow(ctx, writeSQL, run.ID, run.Owner, run.Attempt,
 		run.Symbol, string(run.Timeframe), run.SymbolID, f.Provider,
 		fetch.From, fetch.To, at(f.Until),
-		ts, open, high, low, closes, volume, at(now)).Scan(&marked, &written); err != nil {
+		ts, open, high, low, closes, volume, at(now), !f.InSession).Scan(&marked, &written); err != nil {
 		return 0, fmt.Errorf("write run %s: %w", run.ID, err)
 	}
 	if marked == 0 {

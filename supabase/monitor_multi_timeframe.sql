@@ -1,5 +1,6 @@
 -- Multi-timeframe backfill monitoring: the ten queries of the original
--- backend/supabase/monitor_multi_timeframe.sql, fixed for this schema.
+-- backend/supabase/monitor_multi_timeframe.sql, fixed for this schema, and an eleventh on
+-- completeness.
 --
 -- Run the whole file with `psql "$DATABASE_URL" -f supabase/monitor_multi_timeframe.sql`, or send it
 -- as one multi-statement string. Plain SELECTs only: read-only, safe on a live database.
@@ -282,3 +283,38 @@ FROM (
   ) AS c
 ) AS h
 ORDER BY h.sort_order;
+
+-- 11. Completeness per timeframe (new): what the completeness checker last found for the enabled
+-- definitions. "Fetched" is not "complete": a fetched session whose bars were deleted, or that the
+-- provider answered without, is a hole. Holes by state: open (found), repairing (a repair run is
+-- queued or ran), given_up (repairs brought nothing; `backfill verify --repair` tries again).
+SELECT
+  t.timeframe,
+  coalesce(c.definitions_checked, 0) AS definitions_checked,
+  coalesce(c.sessions_expected, 0) AS sessions_expected,
+  coalesce(c.sessions_fetched, 0) AS sessions_fetched,
+  coalesce(c.sessions_complete, 0) AS sessions_complete,
+  round(100.0 * c.sessions_complete / nullif(c.sessions_expected, 0), 2) AS complete_pct,
+  coalesce(h.open, 0) AS holes_open,
+  coalesce(h.repairing, 0) AS holes_repairing,
+  coalesce(h.given_up, 0) AS holes_given_up,
+  c.oldest_check
+FROM public.timeframe_settings AS t
+LEFT JOIN (
+  SELECT cc.timeframe, count(*) AS definitions_checked, sum(cc.sessions_expected) AS sessions_expected,
+         sum(cc.sessions_fetched) AS sessions_fetched, sum(cc.sessions_complete) AS sessions_complete,
+         min(cc.checked_at) AS oldest_check
+  FROM public.coverage_completeness AS cc
+  JOIN public.job_definitions AS d ON d.id = cc.job_def_id AND d.enabled
+  GROUP BY cc.timeframe
+) AS c ON c.timeframe = t.timeframe
+LEFT JOIN (
+  SELECT ch.timeframe,
+         count(*) FILTER (WHERE ch.state = 'open') AS open,
+         count(*) FILTER (WHERE ch.state = 'repairing') AS repairing,
+         count(*) FILTER (WHERE ch.state = 'given_up') AS given_up
+  FROM public.coverage_holes AS ch
+  JOIN public.job_definitions AS d ON d.id = ch.job_def_id AND d.enabled
+  GROUP BY ch.timeframe
+) AS h ON h.timeframe = t.timeframe
+ORDER BY t.sort_order;

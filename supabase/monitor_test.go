@@ -29,7 +29,9 @@ const (
 //     of one m15 bar and one forecast bar, neither of which counts; MSFT has 4 m15 bars;
 //   - AAPL has 6 queued runs (m15 4, h1 2) and 3 running (h4 2, d1 1); MSFT 2 queued and 1 running;
 //   - recent finished runs: two AAPL m15 successes (10 + 5 rows, 2.5 s and 4 s), one AAPL h1
-//     failure, one AAPL h4 cancellation; and one AAPL m15 success 3 hours old (100 rows, 6.5 s).
+//     failure, one AAPL h4 cancellation; and one AAPL m15 success 3 hours old (100 rows, 6.5 s);
+//   - the completeness checker found AAPL m15 17 of 20 sessions complete with two holes (one
+//     open, one given up), h1 5 of 5, h4 nothing expected; d1 and w1 never checked.
 //
 // The original get_user_tracked_symbols_status joined bars and runs on one row set and reported
 // 90 m15 bars for AAPL's 10.
@@ -117,6 +119,25 @@ INSERT INTO public.job_runs (job_def_id, symbol, timeframe, job_type, slice_from
    0, '2026-01-05 15:02:00Z', '2026-01-05 15:02:01Z', now() - interval '2 minutes', 'RATE_LIMIT_EXCEEDED', 'too many requests'),
   ('dddddddd-0000-0000-0000-000000000003', 'AAPL', 'h4', 'fetch_intraday', '2026-01-01Z', '2026-01-02Z', 'cancelled',
    0, NULL, NULL, now() - interval '1 minute', NULL, NULL);
+
+-- The completeness checker's findings: AAPL m15 checked with two holes (one open, one given
+-- up), h1 checked and complete, h4 checked with nothing expected yet; d1 and w1 not checked.
+INSERT INTO coverage_completeness (job_def_id, symbol, timeframe, provider, window_from, window_to,
+  sessions_expected, sessions_fetched, sessions_complete, holes, checked_at)
+SELECT id, symbol, timeframe, 'synthetic', '2026-01-01T00:00:00Z', '2026-01-08T00:00:00Z',
+       e.expected, e.fetched, e.complete, e.holes, '2026-01-08T00:06:00Z'
+FROM job_definitions
+JOIN (VALUES ('m15', 20, 19, 17, 2), ('h1', 5, 5, 5, 0), ('h4', 0, 0, 0, 0)) AS e (tf, expected, fetched, complete, holes)
+  ON e.tf = timeframe
+WHERE symbol = 'AAPL' AND job_type = 'fetch_intraday';
+INSERT INTO coverage_holes (job_def_id, session_date, symbol, timeframe, range_from, range_to, kind,
+  expected_bars, found_bars, detected_at)
+SELECT id, d::date, symbol, timeframe, d + interval '14 hours 30 minutes', d + interval '21 hours', 'missing', 26, 0,
+       '2026-01-08T00:06:00Z'
+FROM job_definitions, (VALUES ('2026-01-05T00:00:00Z'::timestamptz), ('2026-01-06T00:00:00Z')) AS h (d)
+WHERE symbol = 'AAPL' AND timeframe = 'm15' AND job_type = 'fetch_intraday';
+UPDATE coverage_holes SET state = 'given_up', repairs = 3, reason = 'still missing after 3 repairs'
+WHERE session_date = '2026-01-06';
 `
 
 // fixtureDB returns a fresh migrated database holding monitorFixture.
@@ -270,6 +291,11 @@ type coverageRow struct {
 	LastFetch    *time.Time
 	JobEnabled   *bool
 	JobPriority  *int32
+	// What the completeness checker last found.
+	SessionsExpected, SessionsFetched, SessionsComplete *int32
+	Completeness                                        *string // numeric, as text
+	Holes                                               *int64
+	CheckedAt                                           *time.Time
 }
 
 func TestGetSymbolTimeframeCoverage(t *testing.T) {
@@ -278,19 +304,22 @@ func TestGetSymbolTimeframeCoverage(t *testing.T) {
 
 	requireColumns(t, pool, `SELECT * FROM public.get_symbol_timeframe_coverage('AAPL')`,
 		"timeframe", "bars_count", "earliest_bar", "latest_bar", "coverage_days", "last_fetch",
-		"job_enabled", "job_priority")
+		"job_enabled", "job_priority",
+		"sessions_expected", "sessions_fetched", "sessions_complete", "completeness", "holes", "checked_at")
 
 	coverage := func(ticker string) []coverageRow {
 		rows, err := pool.Query(t.Context(), `
 			SELECT timeframe, bars_count, earliest_bar, latest_bar, coverage_days::text, last_fetch,
-			       job_enabled, job_priority
+			       job_enabled, job_priority, sessions_expected, sessions_fetched, sessions_complete,
+			       completeness::text, holes, checked_at
 			FROM public.get_symbol_timeframe_coverage($1)`, ticker)
 		require.NoError(t, err)
 		got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (coverageRow, error) {
 			var r coverageRow
 			err := row.Scan(&r.Timeframe, &r.BarsCount, &r.EarliestBar, &r.LatestBar, &r.CoverageDays,
-				&r.LastFetch, &r.JobEnabled, &r.JobPriority)
-			r.EarliestBar, r.LatestBar, r.LastFetch = utc(r.EarliestBar), utc(r.LatestBar), utc(r.LastFetch)
+				&r.LastFetch, &r.JobEnabled, &r.JobPriority, &r.SessionsExpected, &r.SessionsFetched,
+				&r.SessionsComplete, &r.Completeness, &r.Holes, &r.CheckedAt)
+			r.EarliestBar, r.LatestBar, r.LastFetch, r.CheckedAt = utc(r.EarliestBar), utc(r.LatestBar), utc(r.LastFetch), utc(r.CheckedAt)
 			return r, err
 		})
 		require.NoError(t, err)
@@ -300,10 +329,16 @@ func TestGetSymbolTimeframeCoverage(t *testing.T) {
 	require.Equal(t, []coverageRow{
 		// The polygon copy of 14:30 and the forecast of 01-08 do not count.
 		{Timeframe: "m15", BarsCount: 10, EarliestBar: atPtr("2026-01-05T14:30:00Z"), LatestBar: atPtr("2026-01-05T16:45:00Z"),
-			CoverageDays: ptr("0.09"), LastFetch: atPtr("2026-01-06T00:05:00Z"), JobEnabled: ptr(true), JobPriority: ptr[int32](300)},
+			CoverageDays: ptr("0.09"), LastFetch: atPtr("2026-01-06T00:05:00Z"), JobEnabled: ptr(true), JobPriority: ptr[int32](300),
+			SessionsExpected: ptr[int32](20), SessionsFetched: ptr[int32](19), SessionsComplete: ptr[int32](17),
+			Completeness: ptr("0.8500"), Holes: ptr[int64](2), CheckedAt: atPtr("2026-01-08T00:06:00Z")},
 		{Timeframe: "h1", BarsCount: 3, EarliestBar: atPtr("2026-01-02T15:00:00Z"), LatestBar: atPtr("2026-01-07T21:00:00Z"),
-			CoverageDays: ptr("5.25"), LastFetch: atPtr("2026-01-08T00:05:00Z"), JobEnabled: ptr(true), JobPriority: ptr[int32](200)},
-		{Timeframe: "h4", BarsCount: 0, JobEnabled: ptr(true), JobPriority: ptr[int32](150)},
+			CoverageDays: ptr("5.25"), LastFetch: atPtr("2026-01-08T00:05:00Z"), JobEnabled: ptr(true), JobPriority: ptr[int32](200),
+			SessionsExpected: ptr[int32](5), SessionsFetched: ptr[int32](5), SessionsComplete: ptr[int32](5),
+			Completeness: ptr("1.0000"), Holes: ptr[int64](0), CheckedAt: atPtr("2026-01-08T00:06:00Z")},
+		{Timeframe: "h4", BarsCount: 0, JobEnabled: ptr(true), JobPriority: ptr[int32](150),
+			SessionsExpected: ptr[int32](0), SessionsFetched: ptr[int32](0), SessionsComplete: ptr[int32](0),
+			Completeness: ptr("1"), Holes: ptr[int64](0), CheckedAt: atPtr("2026-01-08T00:06:00Z")},
 		// d1's definition is the fetch_historical one, not the run_forecast one (priority 999).
 		{Timeframe: "d1", BarsCount: 2, EarliestBar: atPtr("2026-01-05T00:00:00Z"), LatestBar: atPtr("2026-01-06T00:00:00Z"),
 			CoverageDays: ptr("1.00"), JobEnabled: ptr(false), JobPriority: ptr[int32](50)},
@@ -378,7 +413,7 @@ func TestMonitorQueries(t *testing.T) {
 	script, err := os.ReadFile("monitor_multi_timeframe.sql")
 	require.NoError(t, err)
 	results := execScript(t, pool, string(script))
-	require.Len(t, results, 10, "one result per monitoring query")
+	require.Len(t, results, 11, "one result per monitoring query")
 
 	// column returns one query's values of a column, keyed by the value of its first column.
 	column := func(query int, name string) map[string]string {
@@ -402,6 +437,12 @@ func TestMonitorQueries(t *testing.T) {
 	require.Equal(t, map[string]string{"AAPL": "10", "MSFT": "4", "NVDA": "0", "TSLA": "0", "GOOGL": "0"},
 		column(1, "m15_bars"))
 	require.Equal(t, "2", column(1, "d1_bars")["AAPL"])
+
+	// 11: completeness per timeframe, every timeframe listed.
+	require.Equal(t, map[string]string{"m15": "1", "h1": "1", "h4": "1", "d1": "0", "w1": "0"}, column(11, "definitions_checked"))
+	require.Equal(t, map[string]string{"m15": "85.00", "h1": "100.00", "h4": "", "d1": "", "w1": ""}, column(11, "complete_pct"))
+	require.Equal(t, map[string]string{"m15": "1", "h1": "0", "h4": "0", "d1": "0", "w1": "0"}, column(11, "holes_open"))
+	require.Equal(t, map[string]string{"m15": "1", "h1": "0", "h4": "0", "d1": "0", "w1": "0"}, column(11, "holes_given_up"))
 
 	// 4: bars stored in ohlc_bars_v2 per timeframe, not the last slice's rows_written (5 and 1).
 	require.Equal(t, map[string]string{"m15": "14", "h1": "3", "h4": "0", "d1": "2", "w1": "0"},

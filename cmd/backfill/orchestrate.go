@@ -10,9 +10,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/symbolsync/backfill/completeness"
 	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
+	"github.com/symbolsync/backfill/replicator"
 )
 
 // orchConfig is what the orchestrator runs with, in both `serve` and `dev`.
@@ -29,6 +31,9 @@ type orchConfig struct {
 	providerRate     float64
 	retryDelay       time.Duration
 	fetchTimeout     time.Duration
+	checkInterval    time.Duration
+	checkSweep       time.Duration
+	maxRepairs       int
 }
 
 func (c *orchConfig) register(f *flags, defaultProvider string) {
@@ -49,6 +54,12 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 		"requests a minute the provider plan allows, paced on the client side (0: the free plan's, alpaca 200, massive 5)")
 	f.Duration(&c.retryDelay, "retry-delay", "BACKFILL_RETRY_DELAY", 5*time.Second,
 		"wait before the second attempt of a run that failed with a retryable error; it doubles per attempt (jittered, at most 10m)")
+	f.Duration(&c.checkInterval, "check-interval", "BACKFILL_CHECK_INTERVAL", time.Minute,
+		"how often the completeness check looks at the definitions whose bars changed (and its sweep's share); holes it finds are repaired")
+	f.Duration(&c.checkSweep, "check-sweep", "BACKFILL_CHECK_SWEEP", 24*time.Hour,
+		"every enabled definition is checked for holes at least this often, changed or not")
+	f.Int(&c.maxRepairs, "max-repairs", "BACKFILL_MAX_REPAIRS", 3,
+		"repair runs a hole gets before it is given up (it stays visible; `backfill verify --repair` tries again)")
 	f.Duration(&c.fetchTimeout, "fetch-timeout", "BACKFILL_FETCH_TIMEOUT", 2*time.Minute,
 		"upper bound on fetching one slice, all pages and rate-limiter waits included; a fetch cut short is retried")
 }
@@ -78,38 +89,79 @@ func newProvider(c orchConfig, getenv func(string) string, reg prometheus.Regist
 	return nil, fmt.Errorf("--provider %q: want synthetic, alpaca, massive or none", c.provider)
 }
 
-// startOrchestrator starts the orchestrator unless the provider is "none"; stop ends it. grid
-// is the slice grid it plans on (nil without an orchestrator).
+// orchestration is what startOrchestrator started.
+type orchestration struct {
+	// stop ends the orchestrator and the completeness checker.
+	stop func()
+	// grid is the slice grid the orchestrator plans on (nil without an orchestrator).
+	grid orchestrator.SliceSizes
+	// checker checks and heals completeness (nil without an orchestrator).
+	checker *completeness.Checker
+}
+
+// startOrchestrator starts the orchestrator and the completeness checker, unless the provider
+// is "none".
 func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) string, pool *pgxpool.Pool,
-	reg prometheus.Registerer, logger *slog.Logger) (stop func(), grid orchestrator.SliceSizes, err error) {
+	reg prometheus.Registerer, logger *slog.Logger) (orchestration, error) {
+	none := orchestration{stop: func() {}}
 	if c.provider == "none" {
-		return func() {}, nil, nil
+		return none, nil
 	}
 	if c.concurrency < 1 || c.writeConcurrency < 1 {
-		return nil, nil, fmt.Errorf("%w: --concurrency and --write-concurrency must be at least 1", errUsage)
+		return none, fmt.Errorf("%w: --concurrency and --write-concurrency must be at least 1", errUsage)
 	}
 	if c.retryDelay <= 0 || c.providerRate < 0 {
-		return nil, nil, fmt.Errorf("%w: --retry-delay must be positive and --provider-rate not negative", errUsage)
+		return none, fmt.Errorf("%w: --retry-delay must be positive and --provider-rate not negative", errUsage)
+	}
+	if c.checkInterval <= 0 || c.checkSweep <= 0 || c.maxRepairs < 1 {
+		return none, fmt.Errorf("%w: --check-interval and --check-sweep must be positive and --max-repairs at least 1", errUsage)
 	}
 	p, err := newProvider(c, getenv, reg, logger.With("component", "provider"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
+		return none, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	o, err := orchestrator.New(orchestrator.Config{
 		Pool: pool, Provider: p, Concurrency: c.concurrency, WriteConcurrency: c.writeConcurrency, Tick: c.tick, Lease: c.lease,
 		Retry: orchestrator.RetryPolicy{BaseDelay: c.retryDelay}, FetchTimeout: c.fetchTimeout, Registerer: reg, Logger: logger.With("component", "orchestrator"),
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
+		return none, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	gridded, ok := p.(orchestrator.Gridded)
+	if !ok {
+		return none, fmt.Errorf("provider %s has no bar grid", p.Name())
+	}
+	checker, err := completeness.New(completeness.Config{
+		Pool: pool, Grid: gridded.Grid(), Interval: c.checkInterval, SweepEvery: c.checkSweep, MaxRepairs: c.maxRepairs,
+		NotifyChannel: replicator.NotifyChannel, Registerer: reg, Logger: logger.With("component", "completeness"),
+	})
+	if err != nil {
+		return none, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if err := o.Start(ctx); err != nil {
-		return nil, nil, err
+		return none, err
 	}
-	return func() {
+	stopOrch := func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if err := o.Stop(stopCtx); err != nil {
 			logger.Error("stop orchestrator", slog.Any("error", err))
 		}
-	}, o.SliceSizes(), nil
+	}
+	if err := checker.Start(ctx); err != nil {
+		stopOrch()
+		return none, err
+	}
+	return orchestration{
+		stop: func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := checker.Stop(stopCtx); err != nil {
+				logger.Error("stop completeness checker", slog.Any("error", err))
+			}
+			stopOrch()
+		},
+		grid:    o.SliceSizes(),
+		checker: checker,
+	}, nil
 }

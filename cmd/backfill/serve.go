@@ -157,11 +157,11 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 			}
 		}()
 	}
-	stopOrch, grid, err := startOrchestrator(ctx, orch, e.getenv, pool, reg, logger)
+	orchestration, err := startOrchestrator(ctx, orch, e.getenv, pool, reg, logger)
 	if err != nil {
 		return err
 	}
-	defer stopOrch()
+	defer orchestration.stop()
 	// The control plane reports the slot named by --replication-slot (this process's replicator,
 	// or with --no-replicator the one the replicating replica was given) and plans RunTick on
 	// this process's orchestrator grid. It starts nothing: a watch holds a connection only while
@@ -170,7 +170,7 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 		MaxWatchers: api.maxWatchers,
 		Pool:        pool,
 		SlotName:    repl.slot,
-		SliceSizes:  grid,
+		SliceSizes:  orchestration.grid,
 		Registerer:  reg,
 		Logger:      logger.With("component", "control"),
 	})

@@ -7,7 +7,9 @@
 --      the whole covered set (holes stay visible in covered), last_* describe this write;
 --   $11..$16 the bars as parallel arrays (ts, open, high, low, close, volume), unique by ts;
 --   $17 the clock that stamps fetched_at, last_success_at and finished_at (NULL: the
---      database's now()).
+--      database's now());
+--   $18 whether to mark the definition for the completeness checker (coverage_dirty): not for
+--      a refresh inside a trading session, whose session is judged once it has ended.
 --
 -- Nothing is written unless the run is still leased as given: the run CTE locks it (a
 -- concurrent reaper or cancel is waited for and then re-checked), and every write depends on
@@ -46,7 +48,7 @@ span AS (
 -- The completeness checker looks at this definition again (coverage_dirty).
 dirty AS (
   INSERT INTO public.coverage_dirty (symbol_id, timeframe)
-  SELECT $6::uuid, $5::text FROM run
+  SELECT $6::uuid, $5::text FROM run WHERE $18::boolean
   ON CONFLICT (symbol_id, timeframe) DO UPDATE SET seq = nextval('public.coverage_dirty_seq')
   RETURNING 1
 ),
