@@ -417,6 +417,19 @@ func (c *Checker) store(ctx context.Context, now time.Time, results []Result) (m
 	return healed, nil
 }
 
+// Holes returns results with their Holes read again from coverage_holes: after Repair, the
+// holes it queued say repairing.
+func (c *Checker) Holes(ctx context.Context, results []Result) ([]Result, error) {
+	out := slices.Clone(results)
+	for i := range out {
+		out[i].Holes = nil
+	}
+	if err := c.loadHoles(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // loadHoles fills each result's Holes with the stored state of its holes.
 func (c *Checker) loadHoles(ctx context.Context, results []Result) error {
 	byID := make(map[string]*Result, len(results))

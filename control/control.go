@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/symbolsync/backfill/completeness"
 	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/orchestrator"
 	"github.com/symbolsync/backfill/replicator"
@@ -46,6 +47,10 @@ type Config struct {
 	// MaxWatchers caps the watches open at once, each holding a database connection; one more
 	// gets ErrTooManyWatchers. Default DefaultMaxWatchers (32).
 	MaxWatchers int
+	// Checker checks completeness for VerifyCoverage: the completeness checker of this
+	// process's orchestrator (it knows the provider's bar grid). Default nil: this process runs
+	// no provider, and VerifyCoverage refuses with a *StateError.
+	Checker *completeness.Checker
 	// WatchBuffer is how many events a watch may hold for a slow client before it is ended
 	// with ErrWatchOverflow. Default DefaultWatchBuffer (1024).
 	WatchBuffer int

@@ -14,6 +14,8 @@ var (
 	timeframeJobStatsSQL string
 	//go:embed sql/symbol_coverage.sql
 	symbolCoverageSQL string
+	//go:embed sql/symbol_holes.sql
+	symbolHolesSQL string
 	//go:embed sql/tracked_symbols.sql
 	trackedSymbolsSQL string
 )
@@ -63,6 +65,22 @@ type Coverage struct {
 	LastFetch              *time.Time
 	JobEnabled             *bool
 	JobPriority            *int32
+	// What the completeness check last found (nil until the definition was checked).
+	SessionsExpected, SessionsFetched, SessionsComplete *int32
+	Completeness                                        *float64
+	CheckedAt                                           *time.Time
+	// Holes are the definition's holes as last found, oldest session first.
+	Holes []Hole
+}
+
+// Hole is a session that lacks its bars (a row of coverage_holes).
+type Hole struct {
+	SessionDate             string // YYYY-MM-DD
+	From, To                time.Time
+	Kind, State             string
+	ExpectedBars, FoundBars int32
+	Repairs                 int32
+	Reason                  string
 }
 
 // SymbolCoverage returns the rows of public.get_symbol_timeframe_coverage(symbol): one per
@@ -83,11 +101,32 @@ func (s *Service) SymbolCoverage(ctx context.Context, symbol string) ([]Coverage
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Coverage, error) {
 		var c Coverage
 		err := row.Scan(&c.Timeframe, &c.BarsCount, &c.EarliestBar, &c.LatestBar, &c.CoverageDays, &c.LastFetch,
-			&c.JobEnabled, &c.JobPriority)
+			&c.JobEnabled, &c.JobPriority, &c.SessionsExpected, &c.SessionsFetched, &c.SessionsComplete,
+			&c.Completeness, &c.CheckedAt)
 		return c, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get coverage of %s: %w", sym, err)
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	rows, err = s.pool.Query(ctx, symbolHolesSQL, sym)
+	if err != nil {
+		return nil, fmt.Errorf("get holes of %s: %w", sym, err)
+	}
+	byTF := map[string][]Hole{}
+	var tf string
+	var h Hole
+	if _, err := pgx.ForEachRow(rows, []any{&tf, &h.SessionDate, &h.From, &h.To, &h.Kind, &h.State,
+		&h.ExpectedBars, &h.FoundBars, &h.Repairs, &h.Reason}, func() error {
+		byTF[tf] = append(byTF[tf], h)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("get holes of %s: %w", sym, err)
+	}
+	for i := range out {
+		out[i].Holes = byTF[out[i].Timeframe]
 	}
 	return out, nil
 }

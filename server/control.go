@@ -77,7 +77,68 @@ func (c *controlService) GetSymbolCoverage(ctx context.Context, req *backfillv1.
 			LastFetch:    timestampOrNil(r.LastFetch),
 			JobEnabled:   r.JobEnabled,
 			JobPriority:  r.JobPriority,
+
+			SessionsExpected: r.SessionsExpected,
+			SessionsFetched:  r.SessionsFetched,
+			SessionsComplete: r.SessionsComplete,
+			Completeness:     r.Completeness,
+			Holes:            storedHolesProto(r.Holes),
+			CheckedAt:        timestampOrNil(r.CheckedAt),
 		})
+	}
+	return out, nil
+}
+
+func storedHolesProto(hs []control.Hole) []*backfillv1.CoverageHole {
+	out := make([]*backfillv1.CoverageHole, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, &backfillv1.CoverageHole{
+			SessionDate: h.SessionDate, From: timestamppb.New(h.From), To: timestamppb.New(h.To), Kind: h.Kind,
+			State: h.State, ExpectedBars: h.ExpectedBars, FoundBars: h.FoundBars, Repairs: h.Repairs, Reason: h.Reason,
+		})
+	}
+	return out
+}
+
+func (c *controlService) VerifyCoverage(ctx context.Context, req *backfillv1.VerifyCoverageRequest) (*backfillv1.VerifyCoverageResponse, error) {
+	tf, err := timeframeText("timeframe", req.GetTimeframe())
+	if err != nil {
+		return nil, c.rpcError(ctx, "verify coverage", err)
+	}
+	v, err := c.ctl.VerifyCoverage(ctx, req.GetSymbols(), tf, req.GetRepair())
+	if err != nil {
+		return nil, c.rpcError(ctx, "verify coverage", err)
+	}
+	out := &backfillv1.VerifyCoverageResponse{
+		Definitions:   make([]*backfillv1.DefinitionCompleteness, 0, len(v.Results)),
+		Holes:         int32(v.Holes),         //nolint:gosec // bounded by the sessions of the definitions checked
+		RepairsQueued: int32(v.RepairsQueued), //nolint:gosec // as holes
+		Provider:      v.Provider,
+	}
+	if !v.CheckedAt.IsZero() {
+		out.CheckedAt = timestamppb.New(v.CheckedAt)
+	}
+	for _, r := range v.Results {
+		d := &backfillv1.DefinitionCompleteness{
+			JobDefinitionId:    r.DefID,
+			Symbol:             r.Symbol,
+			Timeframe:          timeframeProto(string(r.Timeframe)),
+			WindowFrom:         timestamppb.New(r.Window.From),
+			WindowTo:           timestamppb.New(r.Window.To),
+			SessionsExpected:   int32(r.Expected),   //nolint:gosec // sessions of one window
+			SessionsFetched:    int32(r.Fetched),    //nolint:gosec // as expected
+			SessionsComplete:   int32(r.Complete),   //nolint:gosec // as expected
+			SessionsSuspicious: int32(r.Suspicious), //nolint:gosec // as expected
+			Completeness:       r.Completeness(),
+		}
+		for _, h := range r.Holes {
+			d.Holes = append(d.Holes, &backfillv1.CoverageHole{
+				SessionDate: h.Date, From: timestamppb.New(h.Range.From), To: timestamppb.New(h.Range.To), Kind: h.Hole,
+				State: h.State, ExpectedBars: int32(h.Expected), FoundBars: int32(h.Found), //nolint:gosec // bars of one session
+				Repairs: int32(h.Repairs), Reason: h.Reason, //nolint:gosec // a few
+			})
+		}
+		out.Definitions = append(out.Definitions, d)
 	}
 	return out, nil
 }

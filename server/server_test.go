@@ -20,9 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/symbolsync/backfill/completeness"
 	"github.com/symbolsync/backfill/control"
 	symbolsyncv1 "github.com/symbolsync/backfill/gen/symbolsync/v1"
 	"github.com/symbolsync/backfill/gen/symbolsync/v1/symbolsyncv1connect"
+	"github.com/symbolsync/backfill/market"
 	"github.com/symbolsync/backfill/server"
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
@@ -43,6 +45,9 @@ type apiOptions struct {
 	// control, when not nil, serves ControlService with this configuration (its Pool and
 	// Registerer are the test's).
 	control *control.Config
+	// checker, when set with control, gives the control plane a completeness checker of the
+	// test's database on this clock (VerifyCoverage).
+	checker func() time.Time
 }
 
 // startAPI serves a real server (HTTP/1.1 and h2c) on a loopback port for the test.
@@ -62,6 +67,10 @@ func startAPI(t *testing.T, opts apiOptions) *api {
 	if opts.control != nil {
 		cfg := *opts.control
 		cfg.Pool, cfg.Registerer = pool, reg
+		if opts.checker != nil {
+			cfg.Checker, err = completeness.New(completeness.Config{Pool: pool, Grid: market.SyntheticGrid(market.RegularHours), Now: opts.checker})
+			require.NoError(t, err)
+		}
 		ctl, err = control.New(cfg)
 		require.NoError(t, err)
 	}

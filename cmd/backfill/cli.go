@@ -37,8 +37,9 @@ func commands() []command {
 		{name: "migrate", summary: "apply the schema migrations to a database", run: runMigrate},
 		{name: "sync", summary: "track symbols through sync-user-symbols, as the app does", run: runSync},
 		{name: "status", summary: "show the backfill's progress per symbol and timeframe; --watch follows it live", run: runStatus},
+		{name: "verify", summary: "check that the stored bars are complete per session; exits 1 on holes; --repair queues them", run: runVerify},
 		{name: "token", summary: "print a signed development token (anon, authenticated, service_role)", run: runToken},
-		{name: "bench", summary: "measure the system under load (scenarios: sync, cdc, backfill)", run: runBench},
+		{name: "bench", summary: "measure the system under load (scenarios: sync, cdc, backfill, completeness)", run: runBench},
 		{name: "version", summary: "print the version", run: runVersion},
 	}
 }

@@ -171,6 +171,7 @@ func runServices(ctx context.Context, e *env, api apiConfig, repl replConfig, or
 		Pool:        pool,
 		SlotName:    repl.slot,
 		SliceSizes:  orchestration.grid,
+		Checker:     orchestration.checker,
 		Registerer:  reg,
 		Logger:      logger.With("component", "control"),
 	})

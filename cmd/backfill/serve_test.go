@@ -18,8 +18,9 @@ import (
 	"github.com/symbolsync/backfill/supabase/pgtest"
 )
 
-// startServe runs `backfill serve` in-process on a migrated test database until the test ends.
-func startServe(t *testing.T) (apiURL, dbURL string, stop func() int) {
+// startServe runs `backfill serve` in-process on a migrated test database until the test ends,
+// with extra flags after the test's own.
+func startServe(t *testing.T, extra ...string) (apiURL, dbURL string, stop func() int) {
 	t.Helper()
 	dbURL = pgtest.URL(t)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -29,8 +30,8 @@ func startServe(t *testing.T) (apiURL, dbURL string, stop func() int) {
 	go func() {
 		// Slot names are cluster-wide and the test databases share a cluster: one slot per test.
 		slot := fmt.Sprintf("serve_test_%d", slotSeq.Add(1))
-		done <- run(ctx, []string{"serve", "--database-url", dbURL, "--listen", "127.0.0.1:0", "--replication-slot", slot},
-			func(string) string { return "" }, out, &stderr)
+		args := append([]string{"serve", "--database-url", dbURL, "--listen", "127.0.0.1:0", "--replication-slot", slot}, extra...)
+		done <- run(ctx, args, func(string) string { return "" }, out, &stderr)
 	}()
 	select {
 	case m := <-out.match:

@@ -69,16 +69,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		return fmt.Errorf("%w: --url %q must start with http:// or https://", errUsage, url)
 	}
-	keyFrom := "--key"
-	switch {
-	case flagSet(f.fs, "key"):
-	case e.getenv("BACKFILL_SERVICE_ROLE_KEY") != "":
-		keyFrom = "BACKFILL_SERVICE_ROLE_KEY"
-	case e.getenv("SUPABASE_SERVICE_ROLE_KEY") != "":
-		key, keyFrom = e.getenv("SUPABASE_SERVICE_ROLE_KEY"), "SUPABASE_SERVICE_ROLE_KEY"
-	default:
-		key, keyFrom = server.LocalServiceRoleKey, "the local development service_role key"
-	}
+	key, keyFrom := controlKey(f, e, key)
 
 	// One transport of our own, so that its connections go with the command (tests run it
 	// in-process).
@@ -563,20 +554,40 @@ func call[Req, Res any](ctx context.Context, timeout time.Duration, fn func(cont
 	return fn(ctx, req)
 }
 
+// controlKey is the control plane's key and where it came from: --key, BACKFILL_SERVICE_ROLE_KEY
+// (the flag's environment variable), SUPABASE_SERVICE_ROLE_KEY, else the local development key.
+func controlKey(f *flags, e *env, key string) (string, string) {
+	switch {
+	case flagSet(f.fs, "key"):
+		return key, "--key"
+	case e.getenv("BACKFILL_SERVICE_ROLE_KEY") != "":
+		return key, "BACKFILL_SERVICE_ROLE_KEY"
+	case e.getenv("SUPABASE_SERVICE_ROLE_KEY") != "":
+		return e.getenv("SUPABASE_SERVICE_ROLE_KEY"), "SUPABASE_SERVICE_ROLE_KEY"
+	}
+	return server.LocalServiceRoleKey, "the local development service_role key"
+}
+
 // rpcError turns a failed call into a message that says what to do.
 func (s *statusCmd) rpcError(what string, err error) error {
+	return controlRPCError(what, s.url, s.keyFrom, err)
+}
+
+// controlRPCError turns a failed control-plane call to url, made with the key from keyFrom,
+// into a message that says what to do.
+func controlRPCError(what, url, keyFrom string, err error) error {
 	var netErr *net.OpError
 	switch code := connectrpc.CodeOf(err); {
 	case code == connectrpc.CodeUnauthenticated:
 		return fmt.Errorf("%s: %s refused the key from %s (unauthenticated): pass the project's service_role key or an sb_secret_ key "+
-			"with --key or BACKFILL_SERVICE_ROLE_KEY (or SUPABASE_SERVICE_ROLE_KEY): %w", what, s.url, s.keyFrom, err)
+			"with --key or BACKFILL_SERVICE_ROLE_KEY (or SUPABASE_SERVICE_ROLE_KEY): %w", what, url, keyFrom, err)
 	case code == connectrpc.CodePermissionDenied:
 		return fmt.Errorf("%s: the key from %s may not use the control plane (permission_denied): anon, publishable and user keys "+
-			"are not enough; pass the project's service_role key or an sb_secret_ key with --key or BACKFILL_SERVICE_ROLE_KEY: %w", what, s.keyFrom, err)
+			"are not enough; pass the project's service_role key or an sb_secret_ key with --key or BACKFILL_SERVICE_ROLE_KEY: %w", what, keyFrom, err)
 	case code == connectrpc.CodeUnimplemented:
-		return fmt.Errorf("%s: %s does not serve backfill.v1.ControlService (an older backfill, or not a backfill server): %w", what, s.url, err)
+		return fmt.Errorf("%s: %s does not serve backfill.v1.ControlService (an older backfill, or not a backfill server): %w", what, url, err)
 	case code == connectrpc.CodeUnavailable && errors.As(err, &netErr):
-		return fmt.Errorf("%s: cannot reach %s (is `backfill dev` or `backfill serve` running there?): %w", what, s.url, err)
+		return fmt.Errorf("%s: cannot reach %s (is `backfill dev` or `backfill serve` running there?): %w", what, url, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }

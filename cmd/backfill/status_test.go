@@ -460,6 +460,8 @@ func TestStatusSplitArgs(t *testing.T) {
 // and bar counts the test sets, a WatchBackfill stream the test feeds, and the server's auth
 // rules (a service key passes, the anon key is denied, anything else is unauthenticated).
 type fakeControl struct {
+	backfillv1connect.UnimplementedControlServiceHandler // the methods backfill status does not call
+
 	mu      sync.Mutex
 	defs    []*backfillv1.JobDefinition
 	runs    map[string]*backfillv1.JobRun // by id

@@ -431,15 +431,25 @@ func (x *GetSymbolCoverageResponse) GetCoverage() []*SymbolCoverage {
 
 // SymbolCoverage is one row of get_symbol_timeframe_coverage.
 type SymbolCoverage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Timeframe     Timeframe              `protobuf:"varint,1,opt,name=timeframe,proto3,enum=backfill.v1.Timeframe" json:"timeframe,omitempty"`
-	BarsCount     int64                  `protobuf:"varint,2,opt,name=bars_count,proto3" json:"bars_count,omitempty"`
-	EarliestBar   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=earliest_bar,proto3" json:"earliest_bar,omitempty"`
-	LatestBar     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=latest_bar,proto3" json:"latest_bar,omitempty"`
-	CoverageDays  *float64               `protobuf:"fixed64,5,opt,name=coverage_days,proto3,oneof" json:"coverage_days,omitempty"`
-	LastFetch     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_fetch,proto3" json:"last_fetch,omitempty"`
-	JobEnabled    *bool                  `protobuf:"varint,7,opt,name=job_enabled,proto3,oneof" json:"job_enabled,omitempty"`
-	JobPriority   *int32                 `protobuf:"varint,8,opt,name=job_priority,proto3,oneof" json:"job_priority,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Timeframe    Timeframe              `protobuf:"varint,1,opt,name=timeframe,proto3,enum=backfill.v1.Timeframe" json:"timeframe,omitempty"`
+	BarsCount    int64                  `protobuf:"varint,2,opt,name=bars_count,proto3" json:"bars_count,omitempty"`
+	EarliestBar  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=earliest_bar,proto3" json:"earliest_bar,omitempty"`
+	LatestBar    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=latest_bar,proto3" json:"latest_bar,omitempty"`
+	CoverageDays *float64               `protobuf:"fixed64,5,opt,name=coverage_days,proto3,oneof" json:"coverage_days,omitempty"`
+	LastFetch    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_fetch,proto3" json:"last_fetch,omitempty"`
+	JobEnabled   *bool                  `protobuf:"varint,7,opt,name=job_enabled,proto3,oneof" json:"job_enabled,omitempty"`
+	JobPriority  *int32                 `protobuf:"varint,8,opt,name=job_priority,proto3,oneof" json:"job_priority,omitempty"`
+	// What the completeness check last found for the definition (absent until
+	// it was checked): sessions of the window that had ended, fetched, and
+	// complete (holding their bars); completeness = complete / expected.
+	SessionsExpected *int32   `protobuf:"varint,9,opt,name=sessions_expected,proto3,oneof" json:"sessions_expected,omitempty"`
+	SessionsFetched  *int32   `protobuf:"varint,10,opt,name=sessions_fetched,proto3,oneof" json:"sessions_fetched,omitempty"`
+	SessionsComplete *int32   `protobuf:"varint,11,opt,name=sessions_complete,proto3,oneof" json:"sessions_complete,omitempty"`
+	Completeness     *float64 `protobuf:"fixed64,12,opt,name=completeness,proto3,oneof" json:"completeness,omitempty"`
+	// The definition's holes as last found, oldest session first.
+	Holes         []*CoverageHole        `protobuf:"bytes,13,rep,name=holes,proto3" json:"holes,omitempty"`
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=checked_at,proto3" json:"checked_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -530,6 +540,434 @@ func (x *SymbolCoverage) GetJobPriority() int32 {
 	return 0
 }
 
+func (x *SymbolCoverage) GetSessionsExpected() int32 {
+	if x != nil && x.SessionsExpected != nil {
+		return *x.SessionsExpected
+	}
+	return 0
+}
+
+func (x *SymbolCoverage) GetSessionsFetched() int32 {
+	if x != nil && x.SessionsFetched != nil {
+		return *x.SessionsFetched
+	}
+	return 0
+}
+
+func (x *SymbolCoverage) GetSessionsComplete() int32 {
+	if x != nil && x.SessionsComplete != nil {
+		return *x.SessionsComplete
+	}
+	return 0
+}
+
+func (x *SymbolCoverage) GetCompleteness() float64 {
+	if x != nil && x.Completeness != nil {
+		return *x.Completeness
+	}
+	return 0
+}
+
+func (x *SymbolCoverage) GetHoles() []*CoverageHole {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
+func (x *SymbolCoverage) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
+// CoverageHole is a session that lacks its bars.
+type CoverageHole struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's date in New York (UTC for crypto), YYYY-MM-DD.
+	SessionDate string `protobuf:"bytes,1,opt,name=session_date,proto3" json:"session_date,omitempty"`
+	// The bar starts a repair fetches: [from, to).
+	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	// missing (fetched, no bar), partial (fetched, fewer bars than the provider
+	// returns) or failed (its run failed for good).
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// open (found), repairing (a repair run was queued) or given_up (repairs
+	// brought nothing; VerifyCoverage with repair queues it again).
+	State        string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	ExpectedBars int32  `protobuf:"varint,6,opt,name=expected_bars,proto3" json:"expected_bars,omitempty"`
+	FoundBars    int32  `protobuf:"varint,7,opt,name=found_bars,proto3" json:"found_bars,omitempty"`
+	Repairs      int32  `protobuf:"varint,8,opt,name=repairs,proto3" json:"repairs,omitempty"`
+	// Why it was given up.
+	Reason        string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoverageHole) Reset() {
+	*x = CoverageHole{}
+	mi := &file_backfill_v1_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoverageHole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoverageHole) ProtoMessage() {}
+
+func (x *CoverageHole) ProtoReflect() protoreflect.Message {
+	mi := &file_backfill_v1_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoverageHole.ProtoReflect.Descriptor instead.
+func (*CoverageHole) Descriptor() ([]byte, []int) {
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CoverageHole) GetSessionDate() string {
+	if x != nil {
+		return x.SessionDate
+	}
+	return ""
+}
+
+func (x *CoverageHole) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *CoverageHole) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *CoverageHole) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CoverageHole) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *CoverageHole) GetExpectedBars() int32 {
+	if x != nil {
+		return x.ExpectedBars
+	}
+	return 0
+}
+
+func (x *CoverageHole) GetFoundBars() int32 {
+	if x != nil {
+		return x.FoundBars
+	}
+	return 0
+}
+
+func (x *CoverageHole) GetRepairs() int32 {
+	if x != nil {
+		return x.Repairs
+	}
+	return 0
+}
+
+func (x *CoverageHole) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type VerifyCoverageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tickers, e.g. "AAPL"; none means every enabled definition.
+	Symbols []string `protobuf:"bytes,1,rep,name=symbols,proto3" json:"symbols,omitempty"`
+	// One timeframe; unspecified means all.
+	Timeframe Timeframe `protobuf:"varint,2,opt,name=timeframe,proto3,enum=backfill.v1.Timeframe" json:"timeframe,omitempty"`
+	// Queue repair runs for the holes found, given-up ones included.
+	Repair        bool `protobuf:"varint,3,opt,name=repair,proto3" json:"repair,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyCoverageRequest) Reset() {
+	*x = VerifyCoverageRequest{}
+	mi := &file_backfill_v1_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyCoverageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyCoverageRequest) ProtoMessage() {}
+
+func (x *VerifyCoverageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backfill_v1_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyCoverageRequest.ProtoReflect.Descriptor instead.
+func (*VerifyCoverageRequest) Descriptor() ([]byte, []int) {
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *VerifyCoverageRequest) GetSymbols() []string {
+	if x != nil {
+		return x.Symbols
+	}
+	return nil
+}
+
+func (x *VerifyCoverageRequest) GetTimeframe() Timeframe {
+	if x != nil {
+		return x.Timeframe
+	}
+	return Timeframe_TIMEFRAME_UNSPECIFIED
+}
+
+func (x *VerifyCoverageRequest) GetRepair() bool {
+	if x != nil {
+		return x.Repair
+	}
+	return false
+}
+
+type VerifyCoverageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per enabled definition checked, ordered by symbol then timeframe.
+	Definitions []*DefinitionCompleteness `protobuf:"bytes,1,rep,name=definitions,proto3" json:"definitions,omitempty"`
+	// Holes over all definitions.
+	Holes int32 `protobuf:"varint,2,opt,name=holes,proto3" json:"holes,omitempty"`
+	// Repair runs queued (with repair).
+	RepairsQueued int32                  `protobuf:"varint,3,opt,name=repairs_queued,proto3" json:"repairs_queued,omitempty"`
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=checked_at,proto3" json:"checked_at,omitempty"`
+	// The provider whose bars were checked (ohlc_bars_v2.provider).
+	Provider      string `protobuf:"bytes,5,opt,name=provider,proto3" json:"provider,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyCoverageResponse) Reset() {
+	*x = VerifyCoverageResponse{}
+	mi := &file_backfill_v1_control_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyCoverageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyCoverageResponse) ProtoMessage() {}
+
+func (x *VerifyCoverageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backfill_v1_control_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyCoverageResponse.ProtoReflect.Descriptor instead.
+func (*VerifyCoverageResponse) Descriptor() ([]byte, []int) {
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *VerifyCoverageResponse) GetDefinitions() []*DefinitionCompleteness {
+	if x != nil {
+		return x.Definitions
+	}
+	return nil
+}
+
+func (x *VerifyCoverageResponse) GetHoles() int32 {
+	if x != nil {
+		return x.Holes
+	}
+	return 0
+}
+
+func (x *VerifyCoverageResponse) GetRepairsQueued() int32 {
+	if x != nil {
+		return x.RepairsQueued
+	}
+	return 0
+}
+
+func (x *VerifyCoverageResponse) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
+func (x *VerifyCoverageResponse) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+// DefinitionCompleteness is one definition's check.
+type DefinitionCompleteness struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	JobDefinitionId  string                 `protobuf:"bytes,1,opt,name=job_definition_id,proto3" json:"job_definition_id,omitempty"`
+	Symbol           string                 `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Timeframe        Timeframe              `protobuf:"varint,3,opt,name=timeframe,proto3,enum=backfill.v1.Timeframe" json:"timeframe,omitempty"`
+	WindowFrom       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=window_from,proto3" json:"window_from,omitempty"`
+	WindowTo         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=window_to,proto3" json:"window_to,omitempty"`
+	SessionsExpected int32                  `protobuf:"varint,6,opt,name=sessions_expected,proto3" json:"sessions_expected,omitempty"`
+	SessionsFetched  int32                  `protobuf:"varint,7,opt,name=sessions_fetched,proto3" json:"sessions_fetched,omitempty"`
+	SessionsComplete int32                  `protobuf:"varint,8,opt,name=sessions_complete,proto3" json:"sessions_complete,omitempty"`
+	// Sessions with bars outside their bar starts (reported, not refetched).
+	SessionsSuspicious int32 `protobuf:"varint,9,opt,name=sessions_suspicious,proto3" json:"sessions_suspicious,omitempty"`
+	// sessions_complete / sessions_expected; 1 when nothing is expected.
+	Completeness  float64         `protobuf:"fixed64,10,opt,name=completeness,proto3" json:"completeness,omitempty"`
+	Holes         []*CoverageHole `protobuf:"bytes,11,rep,name=holes,proto3" json:"holes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefinitionCompleteness) Reset() {
+	*x = DefinitionCompleteness{}
+	mi := &file_backfill_v1_control_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefinitionCompleteness) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefinitionCompleteness) ProtoMessage() {}
+
+func (x *DefinitionCompleteness) ProtoReflect() protoreflect.Message {
+	mi := &file_backfill_v1_control_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefinitionCompleteness.ProtoReflect.Descriptor instead.
+func (*DefinitionCompleteness) Descriptor() ([]byte, []int) {
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DefinitionCompleteness) GetJobDefinitionId() string {
+	if x != nil {
+		return x.JobDefinitionId
+	}
+	return ""
+}
+
+func (x *DefinitionCompleteness) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *DefinitionCompleteness) GetTimeframe() Timeframe {
+	if x != nil {
+		return x.Timeframe
+	}
+	return Timeframe_TIMEFRAME_UNSPECIFIED
+}
+
+func (x *DefinitionCompleteness) GetWindowFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowFrom
+	}
+	return nil
+}
+
+func (x *DefinitionCompleteness) GetWindowTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowTo
+	}
+	return nil
+}
+
+func (x *DefinitionCompleteness) GetSessionsExpected() int32 {
+	if x != nil {
+		return x.SessionsExpected
+	}
+	return 0
+}
+
+func (x *DefinitionCompleteness) GetSessionsFetched() int32 {
+	if x != nil {
+		return x.SessionsFetched
+	}
+	return 0
+}
+
+func (x *DefinitionCompleteness) GetSessionsComplete() int32 {
+	if x != nil {
+		return x.SessionsComplete
+	}
+	return 0
+}
+
+func (x *DefinitionCompleteness) GetSessionsSuspicious() int32 {
+	if x != nil {
+		return x.SessionsSuspicious
+	}
+	return 0
+}
+
+func (x *DefinitionCompleteness) GetCompleteness() float64 {
+	if x != nil {
+		return x.Completeness
+	}
+	return 0
+}
+
+func (x *DefinitionCompleteness) GetHoles() []*CoverageHole {
+	if x != nil {
+		return x.Holes
+	}
+	return nil
+}
+
 type ListUserTrackedSymbolsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user's id (auth.users.id, a UUID). Empty means anonymous interest.
@@ -540,7 +978,7 @@ type ListUserTrackedSymbolsRequest struct {
 
 func (x *ListUserTrackedSymbolsRequest) Reset() {
 	*x = ListUserTrackedSymbolsRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[6]
+	mi := &file_backfill_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +990,7 @@ func (x *ListUserTrackedSymbolsRequest) String() string {
 func (*ListUserTrackedSymbolsRequest) ProtoMessage() {}
 
 func (x *ListUserTrackedSymbolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[6]
+	mi := &file_backfill_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +1003,7 @@ func (x *ListUserTrackedSymbolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserTrackedSymbolsRequest.ProtoReflect.Descriptor instead.
 func (*ListUserTrackedSymbolsRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListUserTrackedSymbolsRequest) GetUserId() string {
@@ -584,7 +1022,7 @@ type ListUserTrackedSymbolsResponse struct {
 
 func (x *ListUserTrackedSymbolsResponse) Reset() {
 	*x = ListUserTrackedSymbolsResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[7]
+	mi := &file_backfill_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +1034,7 @@ func (x *ListUserTrackedSymbolsResponse) String() string {
 func (*ListUserTrackedSymbolsResponse) ProtoMessage() {}
 
 func (x *ListUserTrackedSymbolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[7]
+	mi := &file_backfill_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +1047,7 @@ func (x *ListUserTrackedSymbolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserTrackedSymbolsResponse.ProtoReflect.Descriptor instead.
 func (*ListUserTrackedSymbolsResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListUserTrackedSymbolsResponse) GetSymbols() []*UserTrackedSymbol {
@@ -639,7 +1077,7 @@ type UserTrackedSymbol struct {
 
 func (x *UserTrackedSymbol) Reset() {
 	*x = UserTrackedSymbol{}
-	mi := &file_backfill_v1_control_proto_msgTypes[8]
+	mi := &file_backfill_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +1089,7 @@ func (x *UserTrackedSymbol) String() string {
 func (*UserTrackedSymbol) ProtoMessage() {}
 
 func (x *UserTrackedSymbol) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[8]
+	mi := &file_backfill_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +1102,7 @@ func (x *UserTrackedSymbol) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserTrackedSymbol.ProtoReflect.Descriptor instead.
 func (*UserTrackedSymbol) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserTrackedSymbol) GetSymbol() string {
@@ -771,7 +1209,7 @@ type JobDefinition struct {
 
 func (x *JobDefinition) Reset() {
 	*x = JobDefinition{}
-	mi := &file_backfill_v1_control_proto_msgTypes[9]
+	mi := &file_backfill_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1221,7 @@ func (x *JobDefinition) String() string {
 func (*JobDefinition) ProtoMessage() {}
 
 func (x *JobDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[9]
+	mi := &file_backfill_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1234,7 @@ func (x *JobDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDefinition.ProtoReflect.Descriptor instead.
 func (*JobDefinition) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobDefinition) GetId() string {
@@ -915,7 +1353,7 @@ type ListJobDefinitionsRequest struct {
 
 func (x *ListJobDefinitionsRequest) Reset() {
 	*x = ListJobDefinitionsRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[10]
+	mi := &file_backfill_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1365,7 @@ func (x *ListJobDefinitionsRequest) String() string {
 func (*ListJobDefinitionsRequest) ProtoMessage() {}
 
 func (x *ListJobDefinitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[10]
+	mi := &file_backfill_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1378,7 @@ func (x *ListJobDefinitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobDefinitionsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobDefinitionsRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobDefinitionsRequest) GetSymbol() string {
@@ -989,7 +1427,7 @@ type ListJobDefinitionsResponse struct {
 
 func (x *ListJobDefinitionsResponse) Reset() {
 	*x = ListJobDefinitionsResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[11]
+	mi := &file_backfill_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1439,7 @@ func (x *ListJobDefinitionsResponse) String() string {
 func (*ListJobDefinitionsResponse) ProtoMessage() {}
 
 func (x *ListJobDefinitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[11]
+	mi := &file_backfill_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1452,7 @@ func (x *ListJobDefinitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobDefinitionsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobDefinitionsResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobDefinitionsResponse) GetDefinitions() []*JobDefinition {
@@ -1047,7 +1485,7 @@ type UpdateJobDefinitionRequest struct {
 
 func (x *UpdateJobDefinitionRequest) Reset() {
 	*x = UpdateJobDefinitionRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[12]
+	mi := &file_backfill_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1497,7 @@ func (x *UpdateJobDefinitionRequest) String() string {
 func (*UpdateJobDefinitionRequest) ProtoMessage() {}
 
 func (x *UpdateJobDefinitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[12]
+	mi := &file_backfill_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1510,7 @@ func (x *UpdateJobDefinitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobDefinitionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateJobDefinitionRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateJobDefinitionRequest) GetId() string {
@@ -1112,7 +1550,7 @@ type UpdateJobDefinitionResponse struct {
 
 func (x *UpdateJobDefinitionResponse) Reset() {
 	*x = UpdateJobDefinitionResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[13]
+	mi := &file_backfill_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1562,7 @@ func (x *UpdateJobDefinitionResponse) String() string {
 func (*UpdateJobDefinitionResponse) ProtoMessage() {}
 
 func (x *UpdateJobDefinitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[13]
+	mi := &file_backfill_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1575,7 @@ func (x *UpdateJobDefinitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobDefinitionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateJobDefinitionResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateJobDefinitionResponse) GetDefinition() *JobDefinition {
@@ -1174,7 +1612,7 @@ type JobRun struct {
 
 func (x *JobRun) Reset() {
 	*x = JobRun{}
-	mi := &file_backfill_v1_control_proto_msgTypes[14]
+	mi := &file_backfill_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1624,7 @@ func (x *JobRun) String() string {
 func (*JobRun) ProtoMessage() {}
 
 func (x *JobRun) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[14]
+	mi := &file_backfill_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1637,7 @@ func (x *JobRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRun.ProtoReflect.Descriptor instead.
 func (*JobRun) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobRun) GetId() string {
@@ -1348,7 +1786,7 @@ type ListJobRunsRequest struct {
 
 func (x *ListJobRunsRequest) Reset() {
 	*x = ListJobRunsRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[15]
+	mi := &file_backfill_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1798,7 @@ func (x *ListJobRunsRequest) String() string {
 func (*ListJobRunsRequest) ProtoMessage() {}
 
 func (x *ListJobRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[15]
+	mi := &file_backfill_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1811,7 @@ func (x *ListJobRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobRunsRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListJobRunsRequest) GetSymbol() string {
@@ -1429,7 +1867,7 @@ type ListJobRunsResponse struct {
 
 func (x *ListJobRunsResponse) Reset() {
 	*x = ListJobRunsResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[16]
+	mi := &file_backfill_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1879,7 @@ func (x *ListJobRunsResponse) String() string {
 func (*ListJobRunsResponse) ProtoMessage() {}
 
 func (x *ListJobRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[16]
+	mi := &file_backfill_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1892,7 @@ func (x *ListJobRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobRunsResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListJobRunsResponse) GetRuns() []*JobRun {
@@ -1481,7 +1919,7 @@ type RetryJobRunRequest struct {
 
 func (x *RetryJobRunRequest) Reset() {
 	*x = RetryJobRunRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[17]
+	mi := &file_backfill_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1931,7 @@ func (x *RetryJobRunRequest) String() string {
 func (*RetryJobRunRequest) ProtoMessage() {}
 
 func (x *RetryJobRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[17]
+	mi := &file_backfill_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1944,7 @@ func (x *RetryJobRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRunRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRunRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetryJobRunRequest) GetId() string {
@@ -1525,7 +1963,7 @@ type RetryJobRunResponse struct {
 
 func (x *RetryJobRunResponse) Reset() {
 	*x = RetryJobRunResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[18]
+	mi := &file_backfill_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1975,7 @@ func (x *RetryJobRunResponse) String() string {
 func (*RetryJobRunResponse) ProtoMessage() {}
 
 func (x *RetryJobRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[18]
+	mi := &file_backfill_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1988,7 @@ func (x *RetryJobRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRunResponse.ProtoReflect.Descriptor instead.
 func (*RetryJobRunResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RetryJobRunResponse) GetRun() *JobRun {
@@ -1570,7 +2008,7 @@ type CancelJobRunRequest struct {
 
 func (x *CancelJobRunRequest) Reset() {
 	*x = CancelJobRunRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[19]
+	mi := &file_backfill_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +2020,7 @@ func (x *CancelJobRunRequest) String() string {
 func (*CancelJobRunRequest) ProtoMessage() {}
 
 func (x *CancelJobRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[19]
+	mi := &file_backfill_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +2033,7 @@ func (x *CancelJobRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRunRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelJobRunRequest) GetId() string {
@@ -1614,7 +2052,7 @@ type CancelJobRunResponse struct {
 
 func (x *CancelJobRunResponse) Reset() {
 	*x = CancelJobRunResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[20]
+	mi := &file_backfill_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +2064,7 @@ func (x *CancelJobRunResponse) String() string {
 func (*CancelJobRunResponse) ProtoMessage() {}
 
 func (x *CancelJobRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[20]
+	mi := &file_backfill_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +2077,7 @@ func (x *CancelJobRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobRunResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelJobRunResponse) GetRun() *JobRun {
@@ -1657,7 +2095,7 @@ type RunTickRequest struct {
 
 func (x *RunTickRequest) Reset() {
 	*x = RunTickRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[21]
+	mi := &file_backfill_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +2107,7 @@ func (x *RunTickRequest) String() string {
 func (*RunTickRequest) ProtoMessage() {}
 
 func (x *RunTickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[21]
+	mi := &file_backfill_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +2120,7 @@ func (x *RunTickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTickRequest.ProtoReflect.Descriptor instead.
 func (*RunTickRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 type RunTickResponse struct {
@@ -1700,7 +2138,7 @@ type RunTickResponse struct {
 
 func (x *RunTickResponse) Reset() {
 	*x = RunTickResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[22]
+	mi := &file_backfill_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +2150,7 @@ func (x *RunTickResponse) String() string {
 func (*RunTickResponse) ProtoMessage() {}
 
 func (x *RunTickResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[22]
+	mi := &file_backfill_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +2163,7 @@ func (x *RunTickResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTickResponse.ProtoReflect.Descriptor instead.
 func (*RunTickResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RunTickResponse) GetInserted() int32 {
@@ -1757,7 +2195,7 @@ type GetReplicationStatusRequest struct {
 
 func (x *GetReplicationStatusRequest) Reset() {
 	*x = GetReplicationStatusRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[23]
+	mi := &file_backfill_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2207,7 @@ func (x *GetReplicationStatusRequest) String() string {
 func (*GetReplicationStatusRequest) ProtoMessage() {}
 
 func (x *GetReplicationStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[23]
+	mi := &file_backfill_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2220,7 @@ func (x *GetReplicationStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReplicationStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetReplicationStatusRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 type GetReplicationStatusResponse struct {
@@ -1819,7 +2257,7 @@ type GetReplicationStatusResponse struct {
 
 func (x *GetReplicationStatusResponse) Reset() {
 	*x = GetReplicationStatusResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[24]
+	mi := &file_backfill_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2269,7 @@ func (x *GetReplicationStatusResponse) String() string {
 func (*GetReplicationStatusResponse) ProtoMessage() {}
 
 func (x *GetReplicationStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[24]
+	mi := &file_backfill_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2282,7 @@ func (x *GetReplicationStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReplicationStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetReplicationStatusResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetReplicationStatusResponse) GetSlotName() string {
@@ -1941,7 +2379,7 @@ type WatchBackfillRequest struct {
 
 func (x *WatchBackfillRequest) Reset() {
 	*x = WatchBackfillRequest{}
-	mi := &file_backfill_v1_control_proto_msgTypes[25]
+	mi := &file_backfill_v1_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2391,7 @@ func (x *WatchBackfillRequest) String() string {
 func (*WatchBackfillRequest) ProtoMessage() {}
 
 func (x *WatchBackfillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[25]
+	mi := &file_backfill_v1_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2404,7 @@ func (x *WatchBackfillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBackfillRequest.ProtoReflect.Descriptor instead.
 func (*WatchBackfillRequest) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchBackfillRequest) GetSymbol() string {
@@ -1996,7 +2434,7 @@ type WatchBackfillResponse struct {
 
 func (x *WatchBackfillResponse) Reset() {
 	*x = WatchBackfillResponse{}
-	mi := &file_backfill_v1_control_proto_msgTypes[26]
+	mi := &file_backfill_v1_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2446,7 @@ func (x *WatchBackfillResponse) String() string {
 func (*WatchBackfillResponse) ProtoMessage() {}
 
 func (x *WatchBackfillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backfill_v1_control_proto_msgTypes[26]
+	mi := &file_backfill_v1_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2459,7 @@ func (x *WatchBackfillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBackfillResponse.ProtoReflect.Descriptor instead.
 func (*WatchBackfillResponse) Descriptor() ([]byte, []int) {
-	return file_backfill_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_backfill_v1_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchBackfillResponse) GetRun() *JobRun {
@@ -2076,7 +2514,7 @@ const file_backfill_v1_control_proto_rawDesc = "" +
 	"\x18GetSymbolCoverageRequest\x12\x16\n" +
 	"\x06symbol\x18\x01 \x01(\tR\x06symbol\"T\n" +
 	"\x19GetSymbolCoverageResponse\x127\n" +
-	"\bcoverage\x18\x01 \x03(\v2\x1b.backfill.v1.SymbolCoverageR\bcoverage\"\xcc\x03\n" +
+	"\bcoverage\x18\x01 \x03(\v2\x1b.backfill.v1.SymbolCoverageR\bcoverage\"\xcb\x06\n" +
 	"\x0eSymbolCoverage\x124\n" +
 	"\ttimeframe\x18\x01 \x01(\x0e2\x16.backfill.v1.TimeframeR\ttimeframe\x12\x1e\n" +
 	"\n" +
@@ -2091,10 +2529,60 @@ const file_backfill_v1_control_proto_rawDesc = "" +
 	"last_fetch\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"last_fetch\x12%\n" +
 	"\vjob_enabled\x18\a \x01(\bH\x01R\vjob_enabled\x88\x01\x01\x12'\n" +
-	"\fjob_priority\x18\b \x01(\x05H\x02R\fjob_priority\x88\x01\x01B\x10\n" +
+	"\fjob_priority\x18\b \x01(\x05H\x02R\fjob_priority\x88\x01\x01\x121\n" +
+	"\x11sessions_expected\x18\t \x01(\x05H\x03R\x11sessions_expected\x88\x01\x01\x12/\n" +
+	"\x10sessions_fetched\x18\n" +
+	" \x01(\x05H\x04R\x10sessions_fetched\x88\x01\x01\x121\n" +
+	"\x11sessions_complete\x18\v \x01(\x05H\x05R\x11sessions_complete\x88\x01\x01\x12'\n" +
+	"\fcompleteness\x18\f \x01(\x01H\x06R\fcompleteness\x88\x01\x01\x12/\n" +
+	"\x05holes\x18\r \x03(\v2\x19.backfill.v1.CoverageHoleR\x05holes\x12:\n" +
+	"\n" +
+	"checked_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"checked_atB\x10\n" +
 	"\x0e_coverage_daysB\x0e\n" +
 	"\f_job_enabledB\x0f\n" +
-	"\r_job_priority\"9\n" +
+	"\r_job_priorityB\x14\n" +
+	"\x12_sessions_expectedB\x13\n" +
+	"\x11_sessions_fetchedB\x14\n" +
+	"\x12_sessions_completeB\x0f\n" +
+	"\r_completeness\"\xb0\x02\n" +
+	"\fCoverageHole\x12\"\n" +
+	"\fsession_date\x18\x01 \x01(\tR\fsession_date\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12$\n" +
+	"\rexpected_bars\x18\x06 \x01(\x05R\rexpected_bars\x12\x1e\n" +
+	"\n" +
+	"found_bars\x18\a \x01(\x05R\n" +
+	"found_bars\x12\x18\n" +
+	"\arepairs\x18\b \x01(\x05R\arepairs\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"\x7f\n" +
+	"\x15VerifyCoverageRequest\x12\x18\n" +
+	"\asymbols\x18\x01 \x03(\tR\asymbols\x124\n" +
+	"\ttimeframe\x18\x02 \x01(\x0e2\x16.backfill.v1.TimeframeR\ttimeframe\x12\x16\n" +
+	"\x06repair\x18\x03 \x01(\bR\x06repair\"\xf5\x01\n" +
+	"\x16VerifyCoverageResponse\x12E\n" +
+	"\vdefinitions\x18\x01 \x03(\v2#.backfill.v1.DefinitionCompletenessR\vdefinitions\x12\x14\n" +
+	"\x05holes\x18\x02 \x01(\x05R\x05holes\x12&\n" +
+	"\x0erepairs_queued\x18\x03 \x01(\x05R\x0erepairs_queued\x12:\n" +
+	"\n" +
+	"checked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"checked_at\x12\x1a\n" +
+	"\bprovider\x18\x05 \x01(\tR\bprovider\"\x9b\x04\n" +
+	"\x16DefinitionCompleteness\x12,\n" +
+	"\x11job_definition_id\x18\x01 \x01(\tR\x11job_definition_id\x12\x16\n" +
+	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x124\n" +
+	"\ttimeframe\x18\x03 \x01(\x0e2\x16.backfill.v1.TimeframeR\ttimeframe\x12<\n" +
+	"\vwindow_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vwindow_from\x128\n" +
+	"\twindow_to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twindow_to\x12,\n" +
+	"\x11sessions_expected\x18\x06 \x01(\x05R\x11sessions_expected\x12*\n" +
+	"\x10sessions_fetched\x18\a \x01(\x05R\x10sessions_fetched\x12,\n" +
+	"\x11sessions_complete\x18\b \x01(\x05R\x11sessions_complete\x120\n" +
+	"\x13sessions_suspicious\x18\t \x01(\x05R\x13sessions_suspicious\x12\"\n" +
+	"\fcompleteness\x18\n" +
+	" \x01(\x01R\fcompleteness\x12/\n" +
+	"\x05holes\x18\v \x03(\v2\x19.backfill.v1.CoverageHoleR\x05holes\"9\n" +
 	"\x1dListUserTrackedSymbolsRequest\x12\x18\n" +
 	"\auser_id\x18\x01 \x01(\tR\auser_id\"Z\n" +
 	"\x1eListUserTrackedSymbolsResponse\x128\n" +
@@ -2262,7 +2750,7 @@ const file_backfill_v1_control_proto_rawDesc = "" +
 	"\x12RUN_STATUS_RUNNING\x10\x02\x12\x16\n" +
 	"\x12RUN_STATUS_SUCCESS\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
-	"\x14RUN_STATUS_CANCELLED\x10\x052\xc9\b\n" +
+	"\x14RUN_STATUS_CANCELLED\x10\x052\xa4\t\n" +
 	"\x0eControlService\x12p\n" +
 	"\x14GetTimeframeJobStats\x12(.backfill.v1.GetTimeframeJobStatsRequest\x1a).backfill.v1.GetTimeframeJobStatsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x11GetSymbolCoverage\x12%.backfill.v1.GetSymbolCoverageRequest\x1a&.backfill.v1.GetSymbolCoverageResponse\"\x03\x90\x02\x01\x12v\n" +
@@ -2273,7 +2761,8 @@ const file_backfill_v1_control_proto_rawDesc = "" +
 	"\vRetryJobRun\x12\x1f.backfill.v1.RetryJobRunRequest\x1a .backfill.v1.RetryJobRunResponse\x12S\n" +
 	"\fCancelJobRun\x12 .backfill.v1.CancelJobRunRequest\x1a!.backfill.v1.CancelJobRunResponse\x12D\n" +
 	"\aRunTick\x12\x1b.backfill.v1.RunTickRequest\x1a\x1c.backfill.v1.RunTickResponse\x12p\n" +
-	"\x14GetReplicationStatus\x12(.backfill.v1.GetReplicationStatusRequest\x1a).backfill.v1.GetReplicationStatusResponse\"\x03\x90\x02\x01\x12X\n" +
+	"\x14GetReplicationStatus\x12(.backfill.v1.GetReplicationStatusRequest\x1a).backfill.v1.GetReplicationStatusResponse\"\x03\x90\x02\x01\x12Y\n" +
+	"\x0eVerifyCoverage\x12\".backfill.v1.VerifyCoverageRequest\x1a#.backfill.v1.VerifyCoverageResponse\x12X\n" +
 	"\rWatchBackfill\x12!.backfill.v1.WatchBackfillRequest\x1a\".backfill.v1.WatchBackfillResponse0\x01B\xa7\x01\n" +
 	"\x0fcom.backfill.v1B\fControlProtoP\x01Z9github.com/symbolsync/backfill/gen/backfill/v1;backfillv1\xa2\x02\x03BXX\xaa\x02\vBackfill.V1\xca\x02\vBackfill\\V1\xe2\x02\x17Backfill\\V1\\GPBMetadata\xea\x02\fBackfill::V1b\x06proto3"
 
@@ -2290,7 +2779,7 @@ func file_backfill_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_backfill_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backfill_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_backfill_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_backfill_v1_control_proto_goTypes = []any{
 	(Timeframe)(0),                         // 0: backfill.v1.Timeframe
 	(RunStatus)(0),                         // 1: backfill.v1.RunStatus
@@ -2300,93 +2789,110 @@ var file_backfill_v1_control_proto_goTypes = []any{
 	(*GetSymbolCoverageRequest)(nil),       // 5: backfill.v1.GetSymbolCoverageRequest
 	(*GetSymbolCoverageResponse)(nil),      // 6: backfill.v1.GetSymbolCoverageResponse
 	(*SymbolCoverage)(nil),                 // 7: backfill.v1.SymbolCoverage
-	(*ListUserTrackedSymbolsRequest)(nil),  // 8: backfill.v1.ListUserTrackedSymbolsRequest
-	(*ListUserTrackedSymbolsResponse)(nil), // 9: backfill.v1.ListUserTrackedSymbolsResponse
-	(*UserTrackedSymbol)(nil),              // 10: backfill.v1.UserTrackedSymbol
-	(*JobDefinition)(nil),                  // 11: backfill.v1.JobDefinition
-	(*ListJobDefinitionsRequest)(nil),      // 12: backfill.v1.ListJobDefinitionsRequest
-	(*ListJobDefinitionsResponse)(nil),     // 13: backfill.v1.ListJobDefinitionsResponse
-	(*UpdateJobDefinitionRequest)(nil),     // 14: backfill.v1.UpdateJobDefinitionRequest
-	(*UpdateJobDefinitionResponse)(nil),    // 15: backfill.v1.UpdateJobDefinitionResponse
-	(*JobRun)(nil),                         // 16: backfill.v1.JobRun
-	(*ListJobRunsRequest)(nil),             // 17: backfill.v1.ListJobRunsRequest
-	(*ListJobRunsResponse)(nil),            // 18: backfill.v1.ListJobRunsResponse
-	(*RetryJobRunRequest)(nil),             // 19: backfill.v1.RetryJobRunRequest
-	(*RetryJobRunResponse)(nil),            // 20: backfill.v1.RetryJobRunResponse
-	(*CancelJobRunRequest)(nil),            // 21: backfill.v1.CancelJobRunRequest
-	(*CancelJobRunResponse)(nil),           // 22: backfill.v1.CancelJobRunResponse
-	(*RunTickRequest)(nil),                 // 23: backfill.v1.RunTickRequest
-	(*RunTickResponse)(nil),                // 24: backfill.v1.RunTickResponse
-	(*GetReplicationStatusRequest)(nil),    // 25: backfill.v1.GetReplicationStatusRequest
-	(*GetReplicationStatusResponse)(nil),   // 26: backfill.v1.GetReplicationStatusResponse
-	(*WatchBackfillRequest)(nil),           // 27: backfill.v1.WatchBackfillRequest
-	(*WatchBackfillResponse)(nil),          // 28: backfill.v1.WatchBackfillResponse
-	(*timestamppb.Timestamp)(nil),          // 29: google.protobuf.Timestamp
+	(*CoverageHole)(nil),                   // 8: backfill.v1.CoverageHole
+	(*VerifyCoverageRequest)(nil),          // 9: backfill.v1.VerifyCoverageRequest
+	(*VerifyCoverageResponse)(nil),         // 10: backfill.v1.VerifyCoverageResponse
+	(*DefinitionCompleteness)(nil),         // 11: backfill.v1.DefinitionCompleteness
+	(*ListUserTrackedSymbolsRequest)(nil),  // 12: backfill.v1.ListUserTrackedSymbolsRequest
+	(*ListUserTrackedSymbolsResponse)(nil), // 13: backfill.v1.ListUserTrackedSymbolsResponse
+	(*UserTrackedSymbol)(nil),              // 14: backfill.v1.UserTrackedSymbol
+	(*JobDefinition)(nil),                  // 15: backfill.v1.JobDefinition
+	(*ListJobDefinitionsRequest)(nil),      // 16: backfill.v1.ListJobDefinitionsRequest
+	(*ListJobDefinitionsResponse)(nil),     // 17: backfill.v1.ListJobDefinitionsResponse
+	(*UpdateJobDefinitionRequest)(nil),     // 18: backfill.v1.UpdateJobDefinitionRequest
+	(*UpdateJobDefinitionResponse)(nil),    // 19: backfill.v1.UpdateJobDefinitionResponse
+	(*JobRun)(nil),                         // 20: backfill.v1.JobRun
+	(*ListJobRunsRequest)(nil),             // 21: backfill.v1.ListJobRunsRequest
+	(*ListJobRunsResponse)(nil),            // 22: backfill.v1.ListJobRunsResponse
+	(*RetryJobRunRequest)(nil),             // 23: backfill.v1.RetryJobRunRequest
+	(*RetryJobRunResponse)(nil),            // 24: backfill.v1.RetryJobRunResponse
+	(*CancelJobRunRequest)(nil),            // 25: backfill.v1.CancelJobRunRequest
+	(*CancelJobRunResponse)(nil),           // 26: backfill.v1.CancelJobRunResponse
+	(*RunTickRequest)(nil),                 // 27: backfill.v1.RunTickRequest
+	(*RunTickResponse)(nil),                // 28: backfill.v1.RunTickResponse
+	(*GetReplicationStatusRequest)(nil),    // 29: backfill.v1.GetReplicationStatusRequest
+	(*GetReplicationStatusResponse)(nil),   // 30: backfill.v1.GetReplicationStatusResponse
+	(*WatchBackfillRequest)(nil),           // 31: backfill.v1.WatchBackfillRequest
+	(*WatchBackfillResponse)(nil),          // 32: backfill.v1.WatchBackfillResponse
+	(*timestamppb.Timestamp)(nil),          // 33: google.protobuf.Timestamp
 }
 var file_backfill_v1_control_proto_depIdxs = []int32{
 	4,  // 0: backfill.v1.GetTimeframeJobStatsResponse.stats:type_name -> backfill.v1.TimeframeJobStats
 	0,  // 1: backfill.v1.TimeframeJobStats.timeframe:type_name -> backfill.v1.Timeframe
 	7,  // 2: backfill.v1.GetSymbolCoverageResponse.coverage:type_name -> backfill.v1.SymbolCoverage
 	0,  // 3: backfill.v1.SymbolCoverage.timeframe:type_name -> backfill.v1.Timeframe
-	29, // 4: backfill.v1.SymbolCoverage.earliest_bar:type_name -> google.protobuf.Timestamp
-	29, // 5: backfill.v1.SymbolCoverage.latest_bar:type_name -> google.protobuf.Timestamp
-	29, // 6: backfill.v1.SymbolCoverage.last_fetch:type_name -> google.protobuf.Timestamp
-	10, // 7: backfill.v1.ListUserTrackedSymbolsResponse.symbols:type_name -> backfill.v1.UserTrackedSymbol
-	29, // 8: backfill.v1.UserTrackedSymbol.tracked_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: backfill.v1.JobDefinition.timeframe:type_name -> backfill.v1.Timeframe
-	29, // 10: backfill.v1.JobDefinition.requested_at:type_name -> google.protobuf.Timestamp
-	29, // 11: backfill.v1.JobDefinition.first_bars_at:type_name -> google.protobuf.Timestamp
-	29, // 12: backfill.v1.JobDefinition.covered_at:type_name -> google.protobuf.Timestamp
-	29, // 13: backfill.v1.JobDefinition.created_at:type_name -> google.protobuf.Timestamp
-	29, // 14: backfill.v1.JobDefinition.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 15: backfill.v1.ListJobDefinitionsRequest.timeframe:type_name -> backfill.v1.Timeframe
-	11, // 16: backfill.v1.ListJobDefinitionsResponse.definitions:type_name -> backfill.v1.JobDefinition
-	11, // 17: backfill.v1.UpdateJobDefinitionResponse.definition:type_name -> backfill.v1.JobDefinition
-	0,  // 18: backfill.v1.JobRun.timeframe:type_name -> backfill.v1.Timeframe
-	29, // 19: backfill.v1.JobRun.slice_from:type_name -> google.protobuf.Timestamp
-	29, // 20: backfill.v1.JobRun.slice_to:type_name -> google.protobuf.Timestamp
-	1,  // 21: backfill.v1.JobRun.status:type_name -> backfill.v1.RunStatus
-	29, // 22: backfill.v1.JobRun.next_attempt_at:type_name -> google.protobuf.Timestamp
-	29, // 23: backfill.v1.JobRun.started_at:type_name -> google.protobuf.Timestamp
-	29, // 24: backfill.v1.JobRun.finished_at:type_name -> google.protobuf.Timestamp
-	29, // 25: backfill.v1.JobRun.created_at:type_name -> google.protobuf.Timestamp
-	29, // 26: backfill.v1.JobRun.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 27: backfill.v1.ListJobRunsRequest.timeframe:type_name -> backfill.v1.Timeframe
-	1,  // 28: backfill.v1.ListJobRunsRequest.statuses:type_name -> backfill.v1.RunStatus
-	16, // 29: backfill.v1.ListJobRunsResponse.runs:type_name -> backfill.v1.JobRun
-	16, // 30: backfill.v1.RetryJobRunResponse.run:type_name -> backfill.v1.JobRun
-	16, // 31: backfill.v1.CancelJobRunResponse.run:type_name -> backfill.v1.JobRun
-	29, // 32: backfill.v1.GetReplicationStatusResponse.applied_at:type_name -> google.protobuf.Timestamp
-	16, // 33: backfill.v1.WatchBackfillResponse.run:type_name -> backfill.v1.JobRun
-	1,  // 34: backfill.v1.WatchBackfillResponse.previous_status:type_name -> backfill.v1.RunStatus
-	29, // 35: backfill.v1.WatchBackfillResponse.at:type_name -> google.protobuf.Timestamp
-	2,  // 36: backfill.v1.ControlService.GetTimeframeJobStats:input_type -> backfill.v1.GetTimeframeJobStatsRequest
-	5,  // 37: backfill.v1.ControlService.GetSymbolCoverage:input_type -> backfill.v1.GetSymbolCoverageRequest
-	8,  // 38: backfill.v1.ControlService.ListUserTrackedSymbols:input_type -> backfill.v1.ListUserTrackedSymbolsRequest
-	12, // 39: backfill.v1.ControlService.ListJobDefinitions:input_type -> backfill.v1.ListJobDefinitionsRequest
-	14, // 40: backfill.v1.ControlService.UpdateJobDefinition:input_type -> backfill.v1.UpdateJobDefinitionRequest
-	17, // 41: backfill.v1.ControlService.ListJobRuns:input_type -> backfill.v1.ListJobRunsRequest
-	19, // 42: backfill.v1.ControlService.RetryJobRun:input_type -> backfill.v1.RetryJobRunRequest
-	21, // 43: backfill.v1.ControlService.CancelJobRun:input_type -> backfill.v1.CancelJobRunRequest
-	23, // 44: backfill.v1.ControlService.RunTick:input_type -> backfill.v1.RunTickRequest
-	25, // 45: backfill.v1.ControlService.GetReplicationStatus:input_type -> backfill.v1.GetReplicationStatusRequest
-	27, // 46: backfill.v1.ControlService.WatchBackfill:input_type -> backfill.v1.WatchBackfillRequest
-	3,  // 47: backfill.v1.ControlService.GetTimeframeJobStats:output_type -> backfill.v1.GetTimeframeJobStatsResponse
-	6,  // 48: backfill.v1.ControlService.GetSymbolCoverage:output_type -> backfill.v1.GetSymbolCoverageResponse
-	9,  // 49: backfill.v1.ControlService.ListUserTrackedSymbols:output_type -> backfill.v1.ListUserTrackedSymbolsResponse
-	13, // 50: backfill.v1.ControlService.ListJobDefinitions:output_type -> backfill.v1.ListJobDefinitionsResponse
-	15, // 51: backfill.v1.ControlService.UpdateJobDefinition:output_type -> backfill.v1.UpdateJobDefinitionResponse
-	18, // 52: backfill.v1.ControlService.ListJobRuns:output_type -> backfill.v1.ListJobRunsResponse
-	20, // 53: backfill.v1.ControlService.RetryJobRun:output_type -> backfill.v1.RetryJobRunResponse
-	22, // 54: backfill.v1.ControlService.CancelJobRun:output_type -> backfill.v1.CancelJobRunResponse
-	24, // 55: backfill.v1.ControlService.RunTick:output_type -> backfill.v1.RunTickResponse
-	26, // 56: backfill.v1.ControlService.GetReplicationStatus:output_type -> backfill.v1.GetReplicationStatusResponse
-	28, // 57: backfill.v1.ControlService.WatchBackfill:output_type -> backfill.v1.WatchBackfillResponse
-	47, // [47:58] is the sub-list for method output_type
-	36, // [36:47] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	33, // 4: backfill.v1.SymbolCoverage.earliest_bar:type_name -> google.protobuf.Timestamp
+	33, // 5: backfill.v1.SymbolCoverage.latest_bar:type_name -> google.protobuf.Timestamp
+	33, // 6: backfill.v1.SymbolCoverage.last_fetch:type_name -> google.protobuf.Timestamp
+	8,  // 7: backfill.v1.SymbolCoverage.holes:type_name -> backfill.v1.CoverageHole
+	33, // 8: backfill.v1.SymbolCoverage.checked_at:type_name -> google.protobuf.Timestamp
+	33, // 9: backfill.v1.CoverageHole.from:type_name -> google.protobuf.Timestamp
+	33, // 10: backfill.v1.CoverageHole.to:type_name -> google.protobuf.Timestamp
+	0,  // 11: backfill.v1.VerifyCoverageRequest.timeframe:type_name -> backfill.v1.Timeframe
+	11, // 12: backfill.v1.VerifyCoverageResponse.definitions:type_name -> backfill.v1.DefinitionCompleteness
+	33, // 13: backfill.v1.VerifyCoverageResponse.checked_at:type_name -> google.protobuf.Timestamp
+	0,  // 14: backfill.v1.DefinitionCompleteness.timeframe:type_name -> backfill.v1.Timeframe
+	33, // 15: backfill.v1.DefinitionCompleteness.window_from:type_name -> google.protobuf.Timestamp
+	33, // 16: backfill.v1.DefinitionCompleteness.window_to:type_name -> google.protobuf.Timestamp
+	8,  // 17: backfill.v1.DefinitionCompleteness.holes:type_name -> backfill.v1.CoverageHole
+	14, // 18: backfill.v1.ListUserTrackedSymbolsResponse.symbols:type_name -> backfill.v1.UserTrackedSymbol
+	33, // 19: backfill.v1.UserTrackedSymbol.tracked_at:type_name -> google.protobuf.Timestamp
+	0,  // 20: backfill.v1.JobDefinition.timeframe:type_name -> backfill.v1.Timeframe
+	33, // 21: backfill.v1.JobDefinition.requested_at:type_name -> google.protobuf.Timestamp
+	33, // 22: backfill.v1.JobDefinition.first_bars_at:type_name -> google.protobuf.Timestamp
+	33, // 23: backfill.v1.JobDefinition.covered_at:type_name -> google.protobuf.Timestamp
+	33, // 24: backfill.v1.JobDefinition.created_at:type_name -> google.protobuf.Timestamp
+	33, // 25: backfill.v1.JobDefinition.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 26: backfill.v1.ListJobDefinitionsRequest.timeframe:type_name -> backfill.v1.Timeframe
+	15, // 27: backfill.v1.ListJobDefinitionsResponse.definitions:type_name -> backfill.v1.JobDefinition
+	15, // 28: backfill.v1.UpdateJobDefinitionResponse.definition:type_name -> backfill.v1.JobDefinition
+	0,  // 29: backfill.v1.JobRun.timeframe:type_name -> backfill.v1.Timeframe
+	33, // 30: backfill.v1.JobRun.slice_from:type_name -> google.protobuf.Timestamp
+	33, // 31: backfill.v1.JobRun.slice_to:type_name -> google.protobuf.Timestamp
+	1,  // 32: backfill.v1.JobRun.status:type_name -> backfill.v1.RunStatus
+	33, // 33: backfill.v1.JobRun.next_attempt_at:type_name -> google.protobuf.Timestamp
+	33, // 34: backfill.v1.JobRun.started_at:type_name -> google.protobuf.Timestamp
+	33, // 35: backfill.v1.JobRun.finished_at:type_name -> google.protobuf.Timestamp
+	33, // 36: backfill.v1.JobRun.created_at:type_name -> google.protobuf.Timestamp
+	33, // 37: backfill.v1.JobRun.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 38: backfill.v1.ListJobRunsRequest.timeframe:type_name -> backfill.v1.Timeframe
+	1,  // 39: backfill.v1.ListJobRunsRequest.statuses:type_name -> backfill.v1.RunStatus
+	20, // 40: backfill.v1.ListJobRunsResponse.runs:type_name -> backfill.v1.JobRun
+	20, // 41: backfill.v1.RetryJobRunResponse.run:type_name -> backfill.v1.JobRun
+	20, // 42: backfill.v1.CancelJobRunResponse.run:type_name -> backfill.v1.JobRun
+	33, // 43: backfill.v1.GetReplicationStatusResponse.applied_at:type_name -> google.protobuf.Timestamp
+	20, // 44: backfill.v1.WatchBackfillResponse.run:type_name -> backfill.v1.JobRun
+	1,  // 45: backfill.v1.WatchBackfillResponse.previous_status:type_name -> backfill.v1.RunStatus
+	33, // 46: backfill.v1.WatchBackfillResponse.at:type_name -> google.protobuf.Timestamp
+	2,  // 47: backfill.v1.ControlService.GetTimeframeJobStats:input_type -> backfill.v1.GetTimeframeJobStatsRequest
+	5,  // 48: backfill.v1.ControlService.GetSymbolCoverage:input_type -> backfill.v1.GetSymbolCoverageRequest
+	12, // 49: backfill.v1.ControlService.ListUserTrackedSymbols:input_type -> backfill.v1.ListUserTrackedSymbolsRequest
+	16, // 50: backfill.v1.ControlService.ListJobDefinitions:input_type -> backfill.v1.ListJobDefinitionsRequest
+	18, // 51: backfill.v1.ControlService.UpdateJobDefinition:input_type -> backfill.v1.UpdateJobDefinitionRequest
+	21, // 52: backfill.v1.ControlService.ListJobRuns:input_type -> backfill.v1.ListJobRunsRequest
+	23, // 53: backfill.v1.ControlService.RetryJobRun:input_type -> backfill.v1.RetryJobRunRequest
+	25, // 54: backfill.v1.ControlService.CancelJobRun:input_type -> backfill.v1.CancelJobRunRequest
+	27, // 55: backfill.v1.ControlService.RunTick:input_type -> backfill.v1.RunTickRequest
+	29, // 56: backfill.v1.ControlService.GetReplicationStatus:input_type -> backfill.v1.GetReplicationStatusRequest
+	9,  // 57: backfill.v1.ControlService.VerifyCoverage:input_type -> backfill.v1.VerifyCoverageRequest
+	31, // 58: backfill.v1.ControlService.WatchBackfill:input_type -> backfill.v1.WatchBackfillRequest
+	3,  // 59: backfill.v1.ControlService.GetTimeframeJobStats:output_type -> backfill.v1.GetTimeframeJobStatsResponse
+	6,  // 60: backfill.v1.ControlService.GetSymbolCoverage:output_type -> backfill.v1.GetSymbolCoverageResponse
+	13, // 61: backfill.v1.ControlService.ListUserTrackedSymbols:output_type -> backfill.v1.ListUserTrackedSymbolsResponse
+	17, // 62: backfill.v1.ControlService.ListJobDefinitions:output_type -> backfill.v1.ListJobDefinitionsResponse
+	19, // 63: backfill.v1.ControlService.UpdateJobDefinition:output_type -> backfill.v1.UpdateJobDefinitionResponse
+	22, // 64: backfill.v1.ControlService.ListJobRuns:output_type -> backfill.v1.ListJobRunsResponse
+	24, // 65: backfill.v1.ControlService.RetryJobRun:output_type -> backfill.v1.RetryJobRunResponse
+	26, // 66: backfill.v1.ControlService.CancelJobRun:output_type -> backfill.v1.CancelJobRunResponse
+	28, // 67: backfill.v1.ControlService.RunTick:output_type -> backfill.v1.RunTickResponse
+	30, // 68: backfill.v1.ControlService.GetReplicationStatus:output_type -> backfill.v1.GetReplicationStatusResponse
+	10, // 69: backfill.v1.ControlService.VerifyCoverage:output_type -> backfill.v1.VerifyCoverageResponse
+	32, // 70: backfill.v1.ControlService.WatchBackfill:output_type -> backfill.v1.WatchBackfillResponse
+	59, // [59:71] is the sub-list for method output_type
+	47, // [47:59] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_backfill_v1_control_proto_init() }
@@ -2396,15 +2902,15 @@ func file_backfill_v1_control_proto_init() {
 	}
 	file_backfill_v1_control_proto_msgTypes[2].OneofWrappers = []any{}
 	file_backfill_v1_control_proto_msgTypes[5].OneofWrappers = []any{}
-	file_backfill_v1_control_proto_msgTypes[10].OneofWrappers = []any{}
-	file_backfill_v1_control_proto_msgTypes[12].OneofWrappers = []any{}
+	file_backfill_v1_control_proto_msgTypes[14].OneofWrappers = []any{}
+	file_backfill_v1_control_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backfill_v1_control_proto_rawDesc), len(file_backfill_v1_control_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

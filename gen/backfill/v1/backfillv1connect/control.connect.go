@@ -70,6 +70,9 @@ const (
 	// ControlServiceGetReplicationStatusProcedure is the fully-qualified name of the ControlService's
 	// GetReplicationStatus RPC.
 	ControlServiceGetReplicationStatusProcedure = "/backfill.v1.ControlService/GetReplicationStatus"
+	// ControlServiceVerifyCoverageProcedure is the fully-qualified name of the ControlService's
+	// VerifyCoverage RPC.
+	ControlServiceVerifyCoverageProcedure = "/backfill.v1.ControlService/VerifyCoverage"
 	// ControlServiceWatchBackfillProcedure is the fully-qualified name of the ControlService's
 	// WatchBackfill RPC.
 	ControlServiceWatchBackfillProcedure = "/backfill.v1.ControlService/WatchBackfill"
@@ -106,6 +109,13 @@ type ControlServiceClient interface {
 	RunTick(context.Context, *v1.RunTickRequest) (*v1.RunTickResponse, error)
 	// The replication slot, who holds it, and how far behind it is.
 	GetReplicationStatus(context.Context, *v1.GetReplicationStatusRequest) (*v1.GetReplicationStatusResponse, error)
+	// The completeness of definitions, checked afresh: per definition the
+	// sessions of its window that have ended, how many were fetched and how many
+	// hold their bars, and its holes (sessions fetched without their bars, or
+	// whose run failed for good). With repair, the holes are queued for a fetch
+	// of exactly their sessions, given-up ones too. A server that runs no
+	// orchestrator (--provider none) refuses with failed_precondition.
+	VerifyCoverage(context.Context, *v1.VerifyCoverageRequest) (*v1.VerifyCoverageResponse, error)
 	// A live stream of run state changes and bars written, optionally for one
 	// symbol, until the client goes away. Events come in commit order. The
 	// response headers are sent as soon as the server listens: every change
@@ -192,6 +202,12 @@ func NewControlServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		verifyCoverage: connect.NewClient[v1.VerifyCoverageRequest, v1.VerifyCoverageResponse](
+			httpClient,
+			baseURL+ControlServiceVerifyCoverageProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("VerifyCoverage")),
+			connect.WithClientOptions(opts...),
+		),
 		watchBackfill: connect.NewClient[v1.WatchBackfillRequest, v1.WatchBackfillResponse](
 			httpClient,
 			baseURL+ControlServiceWatchBackfillProcedure,
@@ -213,6 +229,7 @@ type controlServiceClient struct {
 	cancelJobRun           *connect.Client[v1.CancelJobRunRequest, v1.CancelJobRunResponse]
 	runTick                *connect.Client[v1.RunTickRequest, v1.RunTickResponse]
 	getReplicationStatus   *connect.Client[v1.GetReplicationStatusRequest, v1.GetReplicationStatusResponse]
+	verifyCoverage         *connect.Client[v1.VerifyCoverageRequest, v1.VerifyCoverageResponse]
 	watchBackfill          *connect.Client[v1.WatchBackfillRequest, v1.WatchBackfillResponse]
 }
 
@@ -306,6 +323,15 @@ func (c *controlServiceClient) GetReplicationStatus(ctx context.Context, req *v1
 	return nil, err
 }
 
+// VerifyCoverage calls backfill.v1.ControlService.VerifyCoverage.
+func (c *controlServiceClient) VerifyCoverage(ctx context.Context, req *v1.VerifyCoverageRequest) (*v1.VerifyCoverageResponse, error) {
+	response, err := c.verifyCoverage.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // WatchBackfill calls backfill.v1.ControlService.WatchBackfill.
 func (c *controlServiceClient) WatchBackfill(ctx context.Context, req *v1.WatchBackfillRequest) (*connect.ServerStreamForClient[v1.WatchBackfillResponse], error) {
 	return c.watchBackfill.CallServerStream(ctx, connect.NewRequest(req))
@@ -342,6 +368,13 @@ type ControlServiceHandler interface {
 	RunTick(context.Context, *v1.RunTickRequest) (*v1.RunTickResponse, error)
 	// The replication slot, who holds it, and how far behind it is.
 	GetReplicationStatus(context.Context, *v1.GetReplicationStatusRequest) (*v1.GetReplicationStatusResponse, error)
+	// The completeness of definitions, checked afresh: per definition the
+	// sessions of its window that have ended, how many were fetched and how many
+	// hold their bars, and its holes (sessions fetched without their bars, or
+	// whose run failed for good). With repair, the holes are queued for a fetch
+	// of exactly their sessions, given-up ones too. A server that runs no
+	// orchestrator (--provider none) refuses with failed_precondition.
+	VerifyCoverage(context.Context, *v1.VerifyCoverageRequest) (*v1.VerifyCoverageResponse, error)
 	// A live stream of run state changes and bars written, optionally for one
 	// symbol, until the client goes away. Events come in commit order. The
 	// response headers are sent as soon as the server listens: every change
@@ -424,6 +457,12 @@ func NewControlServiceHandler(svc ControlServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	controlServiceVerifyCoverageHandler := connect.NewUnaryHandlerSimple(
+		ControlServiceVerifyCoverageProcedure,
+		svc.VerifyCoverage,
+		connect.WithSchema(controlServiceMethods.ByName("VerifyCoverage")),
+		connect.WithHandlerOptions(opts...),
+	)
 	controlServiceWatchBackfillHandler := connect.NewServerStreamHandlerSimple(
 		ControlServiceWatchBackfillProcedure,
 		svc.WatchBackfill,
@@ -452,6 +491,8 @@ func NewControlServiceHandler(svc ControlServiceHandler, opts ...connect.Handler
 			controlServiceRunTickHandler.ServeHTTP(w, r)
 		case ControlServiceGetReplicationStatusProcedure:
 			controlServiceGetReplicationStatusHandler.ServeHTTP(w, r)
+		case ControlServiceVerifyCoverageProcedure:
+			controlServiceVerifyCoverageHandler.ServeHTTP(w, r)
 		case ControlServiceWatchBackfillProcedure:
 			controlServiceWatchBackfillHandler.ServeHTTP(w, r)
 		default:
@@ -501,6 +542,10 @@ func (UnimplementedControlServiceHandler) RunTick(context.Context, *v1.RunTickRe
 
 func (UnimplementedControlServiceHandler) GetReplicationStatus(context.Context, *v1.GetReplicationStatusRequest) (*v1.GetReplicationStatusResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("backfill.v1.ControlService.GetReplicationStatus is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) VerifyCoverage(context.Context, *v1.VerifyCoverageRequest) (*v1.VerifyCoverageResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("backfill.v1.ControlService.VerifyCoverage is not implemented"))
 }
 
 func (UnimplementedControlServiceHandler) WatchBackfill(context.Context, *v1.WatchBackfillRequest, *connect.ServerStream[v1.WatchBackfillResponse]) error {
