@@ -80,9 +80,11 @@ func Evaluate(cal *market.Calendar, grid market.Grid, in Input, now time.Time) V
 	}
 	// A w1 bar is stamped up to a week before its first session.
 	for _, s := range cal.Sessions(v.Window.From.AddDate(0, 0, -7), now) {
+		// The session's starts inside the window. Whether it has ended is judged on all of them:
+		// cut at now, a session in progress would look like a short one that ended.
 		var starts []time.Time
 		for _, t := range grid.SessionBars(cal, s, tf) {
-			if !t.Before(v.Window.From) && t.Before(now) {
+			if !t.Before(v.Window.From) {
 				starts = append(starts, t)
 			}
 		}
