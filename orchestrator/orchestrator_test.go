@@ -19,24 +19,29 @@ import (
 )
 
 // fakeProvider returns one bar per slice (at its start) and counts calls per slice; fail
-// decides an injected error per call.
+// decides an injected error per call (call counts the calls with the same start).
 type fakeProvider struct {
-	mu    sync.Mutex
-	calls map[string]int
-	fail  func(req marketdata.Request, call int) error
+	mu     sync.Mutex
+	calls  map[string]int
+	starts map[string]int
+	fail   func(req marketdata.Request, call int) error
 }
 
 func (f *fakeProvider) Name() string { return "synthetic" }
 
 func (f *fakeProvider) Bars(ctx context.Context, req marketdata.Request) ([]marketdata.Bar, error) {
-	// Keyed by the end: a slice's fetch may start at the window's start, never elsewhere.
+	// calls is keyed by the end: a closed slice's fetch may start at the window's start, never
+	// elsewhere. An open slice's request ends at its claim, so each attempt has its own end:
+	// fail counts the calls by the start instead, which stays put across retries.
 	key := fmt.Sprintf("%s/%s/%s", req.Symbol, req.Timeframe, req.To.Format(time.RFC3339))
+	start := fmt.Sprintf("%s/%s/%s", req.Symbol, req.Timeframe, req.From.Format(time.RFC3339Nano))
 	f.mu.Lock()
 	if f.calls == nil {
-		f.calls = map[string]int{}
+		f.calls, f.starts = map[string]int{}, map[string]int{}
 	}
 	f.calls[key]++
-	n := f.calls[key]
+	f.starts[start]++
+	n := f.starts[start]
 	f.mu.Unlock()
 	if f.fail != nil {
 		if err := f.fail(req, n); err != nil {
