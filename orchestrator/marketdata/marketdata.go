@@ -24,6 +24,61 @@ type Request struct {
 	Symbol    string
 	Timeframe market.Timeframe
 	From, To  time.Time
+	// Purpose says why the bars are wanted, for the request metrics: PurposeBackfill (the
+	// default when empty), PurposeRefresh or PurposeRepair.
+	Purpose string
+}
+
+// Why a request is made: the label of the per-purpose request metrics.
+const (
+	PurposeBackfill = "backfill" // bars of a range never fetched: first bars and history
+	PurposeRefresh  = "refresh"  // the open slice again, after a bar closed
+	PurposeRepair   = "repair"   // a hole the completeness check found
+)
+
+// MultiRequest asks for the bars of several symbols of one timeframe and one range
+// [From, To), in as few provider requests as the provider allows.
+type MultiRequest struct {
+	Symbols   []string // distinct, as stored (the answer is keyed by these spellings)
+	Timeframe market.Timeframe
+	From, To  time.Time
+	Purpose   string // as in Request
+}
+
+// MultiResult is a multi-symbol answer.
+type MultiResult struct {
+	// Bars holds, per requested symbol that is not in Rejected, its bars in [From, To),
+	// sorted and unique by TS, in UTC. A symbol the provider answered nothing for (no trades,
+	// or a symbol it does not know but does not refuse) has no entry or an empty one.
+	Bars map[string][]Bar
+	// Rejected holds the symbols the provider refused (a 4xx naming the symbol, or one that
+	// a request for that symbol alone still gets): each with its permanent *Error. The rest
+	// of the batch is answered in Bars: one bad symbol never fails its batch-mates.
+	Rejected map[string]error
+}
+
+// MultiProvider is a Provider that serves many symbols per request (Alpaca's
+// GET /v2/stocks/bars?symbols=A,B,…, the limit summed over all of them).
+type MultiProvider interface {
+	Provider
+	// BarsMulti fetches req. A returned error concerns the whole batch (network, 5xx, 429,
+	// bad keys) and is classified like Bars' errors; symbols refused alone are in Rejected.
+	BarsMulti(ctx context.Context, req MultiRequest) (MultiResult, error)
+	// MaxSymbols is how many symbols one request may name (bounded by the URL length).
+	MaxSymbols() int
+}
+
+// Limiter paces a provider's requests: Wait returns when one request may be sent, or the
+// context's error. The default is an in-process token bucket at the configured rate; a
+// deployment of several processes injects one shared through the database (package budget).
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Pauser is a Limiter that can hold every request back until a given time, when the provider
+// said so (Retry-After on a 429, X-RateLimit-Remaining 0 until X-RateLimit-Reset).
+type Pauser interface {
+	Pause(ctx context.Context, until time.Time)
 }
 
 // Provider fetches bars from one market-data source.
