@@ -131,3 +131,60 @@ func TestGridFor(t *testing.T) {
 	_, err = market.ParseHours("all")
 	require.Error(t, err)
 }
+
+func TestLastClosedAndNextClose(t *testing.T) {
+	t.Parallel()
+	ny := market.NYSE()
+	ext := market.AlpacaGrid()
+	reg := market.SyntheticGrid(market.RegularHours)
+	at := func(s string) time.Time {
+		t.Helper()
+		v, err := time.ParseInLocation("2006-01-02 15:04", s, ny.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.UTC()
+	}
+	tests := []struct {
+		name      string
+		g         market.Grid
+		tf        market.Timeframe
+		now       string
+		lastStart string // New York time
+		nextEnd   string
+	}{
+		{"m15 mid-session", ext, market.M15, "2026-12-02 10:20", "2026-12-02 10:00", "2026-12-02 10:30"},
+		{"m15 exactly at a boundary", ext, market.M15, "2026-12-02 10:30", "2026-12-02 10:15", "2026-12-02 10:45"},
+		{"m15 overnight: the after-hours close, then the pre-market", ext, market.M15, "2026-12-02 23:00", "2026-12-02 19:45", "2026-12-03 04:15"},
+		{"m15 regular hours over a weekend", reg, market.M15, "2026-12-05 12:00", "2026-12-04 15:45", "2026-12-07 09:45"},
+		{"h1 Thanksgiving to the early close", reg, market.H1, "2026-11-26 12:00", "2026-11-25 15:00", "2026-11-27 10:00"},
+		{"h1 early close", reg, market.H1, "2026-11-27 14:00", "2026-11-27 12:00", "2026-11-30 10:00"},
+		{"h4 extended", ext, market.H4, "2026-12-02 13:00", "2026-12-02 08:00", "2026-12-02 16:00"},
+		{"d1 closes at midnight", ext, market.D1, "2026-12-02 10:00", "2026-12-01 00:00", "2026-12-03 00:00"},
+		{"d1 over a holiday", ext, market.D1, "2026-12-26 10:00", "2026-12-24 00:00", "2026-12-29 00:00"},
+		{"w1", ext, market.W1, "2026-12-02 10:00", "2026-11-23 00:00", "2026-12-07 00:00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			now := at(tc.now)
+			start, end, ok := tc.g.LastClosed(ny, tc.tf, now)
+			if !ok || !start.Equal(at(tc.lastStart)) || end.After(now) || !end.Equal(ny.BarEnd(tc.tf, start)) {
+				t.Fatalf("LastClosed = %v–%v %v, want start %v", start.In(ny.Location()), end.In(ny.Location()), ok, tc.lastStart)
+			}
+			next, ok := tc.g.NextClose(ny, tc.tf, now)
+			if !ok || !next.Equal(at(tc.nextEnd)) {
+				t.Fatalf("NextClose = %v %v, want %v", next.In(ny.Location()), ok, tc.nextEnd)
+			}
+		})
+	}
+	// market.Crypto closes a bar every quarter hour, day and night.
+	c := market.Crypto()
+	now := time.Date(2026, 12, 5, 3, 7, 0, 0, time.UTC)
+	if s, _, ok := ext.LastClosed(c, market.M15, now); !ok || !s.Equal(time.Date(2026, 12, 5, 2, 45, 0, 0, time.UTC)) {
+		t.Fatalf("crypto LastClosed = %v", s)
+	}
+	if e, ok := ext.NextClose(c, market.M15, now); !ok || !e.Equal(time.Date(2026, 12, 5, 3, 15, 0, 0, time.UTC)) {
+		t.Fatalf("crypto NextClose = %v", e)
+	}
+}
