@@ -155,13 +155,16 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	claimedOpen := tail == newest
 	res, err = EnqueueChanges(ctx, pool, planned, sizes)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{Inserted: len(window) - len(want)}, res, "only a slice that opened since t0")
-	res, err = enqueue(ctx, pool, planned, sizes, true, time.Minute+time.Second)
+	require.Equal(t, EnqueueResult{}, res, "no definition changed")
+	res, err = EnqueueAll(ctx, pool, planned, sizes)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{}, res, "fetched 1 minute ago on the clock: younger than the refresh age")
+	require.Equal(t, EnqueueResult{Inserted: len(window) - len(want)}, res, "only a slice that opened since t0")
+	refreshed, err := Refresh(ctx, pool, planned, map[market.Timeframe]RefreshAfter{market.H1: {Stock: claimedAt, Crypto: claimedAt}})
+	require.NoError(t, err)
+	require.Empty(t, refreshed, "no bar closed after the fetch started, on the clock")
 	res = plan(planned)
 	if claimedOpen {
-		require.Equal(t, EnqueueResult{Requeued: 1}, res, "the slice claimed while open, and nothing else")
+		require.Equal(t, EnqueueResult{Refreshed: 1}, res, "the slice claimed while open, and nothing else")
 	} else {
 		require.Equal(t, EnqueueResult{}, res, "every slice claimed after it closed is covered whole")
 	}
@@ -204,7 +207,7 @@ func lifecycle(t *testing.T, sizes SliceSizes, t0 time.Time) {
 	// Well after the open slice closed: the new open slice, and the closed one's tail once.
 	later := tail.To.Add(time.Hour)
 	res = plan(later)
-	require.Equal(t, EnqueueResult{Inserted: 1, Requeued: 1}, res, "the new open slice and the tail of %v", tail)
+	require.Equal(t, EnqueueResult{Inserted: 1, Refreshed: 1}, res, "the new open slice and the tail of %v", tail)
 	final, err := Claim(ctx, pool, later, "w1", time.Minute, 100)
 	require.NoError(t, err)
 	require.Len(t, final, 2)

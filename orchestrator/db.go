@@ -51,4 +51,10 @@ var (
 	queueSQL string
 	//go:embed sql/milestones.sql
 	milestonesSQL string
+	//go:embed sql/refresh.sql
+	refreshSQL string
+	//go:embed sql/claim_batch.sql
+	claimBatchSQL string
+	//go:embed sql/claim_peek.sql
+	claimPeekSQL string
 )

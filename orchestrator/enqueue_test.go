@@ -82,7 +82,7 @@ func TestEnqueueCoveredEvenIfEmpty(t *testing.T) {
 
 	res, err := Enqueue(t.Context(), pool, planNow.Add(time.Minute), smallSizes())
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice is fetched again")
+	require.Equal(t, EnqueueResult{Refreshed: 1}, res, "only the open slice is fetched again")
 	got := runsOf(t, pool, d.ID)
 	for i, r := range got {
 		if i == len(got)-1 {
@@ -119,14 +119,14 @@ func TestEnqueueOpenSliceLifecycle(t *testing.T) {
 	later := open.Slice.To.Add(time.Hour)
 	res, err = Enqueue(t.Context(), pool, later, sizes)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{Inserted: 1, Requeued: 1}, res, "the new open slice, and the closed one's tail")
+	require.Equal(t, EnqueueResult{Inserted: 1, Refreshed: 1}, res, "the new open slice, and the closed one's tail")
 	again := claimAll(t, pool, later, "w1")
 	require.Len(t, again, 2)
 	writeAll(t, pool, again, later)
 
 	res, err = Enqueue(t.Context(), pool, later.Add(time.Minute), sizes)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice; the closed one is covered now")
+	require.Equal(t, EnqueueResult{Refreshed: 1}, res, "only the open slice; the closed one is covered now")
 	got := runsOf(t, pool, d.ID)
 	require.Len(t, got, 3)
 	require.Equal(t, []string{"success", "success", "queued"}, []string{got[0].Status, got[1].Status, got[2].Status})
@@ -206,7 +206,7 @@ func TestOpenSliceRefreshFetchesOnlyTheTail(t *testing.T) {
 	later := planNow.Add(3 * time.Hour)
 	res, err := Enqueue(t.Context(), pool, later, sizes)
 	require.NoError(t, err)
-	require.Equal(t, 1, res.Requeued, "the open slice is refreshed")
+	require.Equal(t, 1, res.Refreshed, "the open slice is refreshed")
 	refresh := claimAll(t, pool, later, "w1")
 	require.Len(t, refresh, 1)
 	require.Equal(t, Slice{From: planNow.Add(-time.Hour), To: open.To}, refresh[0].Fetch, "refresh starts one bar before the covered end")
@@ -246,9 +246,9 @@ func TestEnqueueGrownWindowRefetchesTheOldestSlice(t *testing.T) {
 	require.True(t, oldest.Slice.From.Before(oldest.Fetch.From))
 	writeAll(t, pool, runs, planNow)
 
-	res, err := Enqueue(t.Context(), pool, planNow, sizes)
+	res, err := Enqueue(t.Context(), pool, planNow.Add(time.Second), sizes)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{Requeued: 1}, res, "only the open slice")
+	require.Equal(t, EnqueueResult{Refreshed: 1}, res, "only the open slice")
 	claimAll(t, pool, planNow, "w1")
 
 	exec(t, pool, `UPDATE job_definitions SET window_days = 45 WHERE id = $1`, d.ID)
@@ -283,24 +283,40 @@ func TestEnqueueChangesLeavesOpenSlicesToTheTick(t *testing.T) {
 	require.Equal(t, EnqueueResult{Inserted: first.Inserted}, res, "only the new definition's slices")
 	res, err = Enqueue(t.Context(), pool, planNow.Add(time.Minute), sizes)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{Requeued: 1}, res, "the tick refreshes the open slice")
+	require.Equal(t, EnqueueResult{Refreshed: 1}, res, "the operator's plan refreshes the open slice")
 }
 
-// A full pass leaves an open slice alone when its last fetch is younger than the refresh age:
-// two processes ticking (or one starting) do not fetch it twice in a row.
-func TestEnqueueRefreshAge(t *testing.T) {
+// An open slice is queued again only when a bar closed after its last fetch started, however
+// many processes ask: once one of them fetched it after that bar, the others leave it alone.
+func TestRefreshOnlyAfterABarClosed(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.DB(t)
 	addDef(t, pool, "AGE", market.H1, 100, 5)
 	sizes := smallSizes()
-	_, err := Enqueue(t.Context(), pool, planNow, sizes)
+	_, err := EnqueueAll(t.Context(), pool, planNow, sizes)
 	require.NoError(t, err)
 	writeAll(t, pool, claimAll(t, pool, planNow, "w1"), planNow)
 
-	res, err := enqueue(t.Context(), pool, planNow, sizes, true, time.Hour)
+	before := map[market.Timeframe]RefreshAfter{market.H1: {Stock: planNow, Crypto: planNow}}
+	got, err := Refresh(t.Context(), pool, planNow.Add(time.Minute), before)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{}, res, "fetched less than an hour ago")
-	res, err = enqueue(t.Context(), pool, planNow, sizes, true, 0)
+	require.Empty(t, got, "no bar closed after the fetch started")
+
+	closed := map[market.Timeframe]RefreshAfter{market.H1: {Stock: planNow.Add(time.Second), Crypto: planNow.Add(time.Second)}}
+	got, err = Refresh(t.Context(), pool, planNow.Add(time.Minute), closed)
 	require.NoError(t, err)
-	require.Equal(t, EnqueueResult{Requeued: 1}, res)
+	require.Equal(t, map[market.Timeframe]int{market.H1: 1}, got, "a bar closed since: the open slice")
+	runs := claimAll(t, pool, planNow.Add(time.Minute), "w1")
+	require.Len(t, runs, 1)
+	require.Equal(t, marketdata.PurposeRefresh, runs[0].Purpose)
+	require.Equal(t, planNow, runs[0].LastFetched, "ranked by its previous fetch")
+	writeAll(t, pool, runs, planNow.Add(time.Minute))
+
+	got, err = Refresh(t.Context(), pool, planNow.Add(2*time.Minute), closed)
+	require.NoError(t, err)
+	require.Empty(t, got, "another process asking for the same bar: already fetched after it")
+	other := map[market.Timeframe]RefreshAfter{market.M15: {Stock: planNow.Add(time.Hour), Crypto: planNow.Add(time.Hour)}}
+	got, err = Refresh(t.Context(), pool, planNow.Add(2*time.Minute), other)
+	require.NoError(t, err)
+	require.Empty(t, got, "a bar of another timeframe closing does not refresh this one")
 }

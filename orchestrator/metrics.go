@@ -23,6 +23,9 @@ type metrics struct {
 	oldestQueued prometheus.Gauge
 	firstBars    *prometheus.HistogramVec // timeframe
 	covered      *prometheus.HistogramVec // timeframe
+	batchRuns    *prometheus.HistogramVec // timeframe
+	requests     *prometheus.CounterVec   // timeframe, purpose: provider calls (one per batch group)
+	refreshed    *prometheus.CounterVec   // timeframe
 }
 
 // backfillBuckets span a synthetic backfill (tens of milliseconds) to a rate-limited real one
@@ -31,6 +34,19 @@ var backfillBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		batchRuns: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backfill_orchestrator_batch_runs",
+			Help:    "Runs per claimed batch (one timeframe and slice, served by as few multi-symbol provider calls as the ranges allow), by timeframe.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}, []string{"timeframe"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backfill_orchestrator_provider_calls_total",
+			Help: "Provider calls made for runs (one per group of batch-mates with one range; each may take several pages), by timeframe and purpose (backfill, refresh, repair).",
+		}, []string{"timeframe", "purpose"}),
+		refreshed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backfill_orchestrator_refreshes_queued_total",
+			Help: "Open slices queued again because a bar of their timeframe closed since their last fetch, by timeframe.",
+		}, []string{"timeframe"}),
 		ticks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "backfill_orchestrator_ticks_total",
 			Help: "Planning passes (enqueue + reap), whether woken by the tick, a notification or a start.",
@@ -103,10 +119,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.skipped.WithLabelValues(string(tf))
 		m.firstBars.WithLabelValues(string(tf))
 		m.covered.WithLabelValues(string(tf))
+		m.batchRuns.WithLabelValues(string(tf))
+		m.refreshed.WithLabelValues(string(tf))
+		for _, p := range []string{"backfill", "refresh", "repair"} {
+			m.requests.WithLabelValues(string(tf), p)
+		}
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.ticks, m.tickSeconds, m.claimed, m.completed, m.runSeconds, m.pickup, m.writeSeconds,
-			m.barsWritten, m.skipped, m.queueDepth, m.oldestQueued, m.firstBars, m.covered} {
+			m.barsWritten, m.skipped, m.queueDepth, m.oldestQueued, m.firstBars, m.covered, m.batchRuns, m.requests, m.refreshed} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register orchestrator metrics: %w", err)
 			}

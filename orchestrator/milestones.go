@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -26,22 +25,47 @@ type Milestones struct {
 // definition's requested_at, which whoever made the request stamped (the replicator: the
 // database clock).
 func RecordMilestones(ctx context.Context, db DB, now time.Time, run Run, written int64) (Milestones, error) {
-	var first, covered *float64
-	err := db.QueryRow(ctx, milestonesSQL, run.JobDefID, written, at(now)).Scan(&first, &covered)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Milestones{}, nil
-	}
+	got, err := RecordMilestonesBatch(ctx, db, now, map[string]int64{run.JobDefID: written})
 	if err != nil {
-		return Milestones{}, fmt.Errorf("record milestones of definition %s: %w", run.JobDefID, err)
+		return Milestones{}, err
 	}
-	var m Milestones
-	if first != nil {
-		m.FirstBars, m.ReachedFirstBars = seconds(*first), true
+	return got[run.JobDefID], nil
+}
+
+// RecordMilestonesBatch is RecordMilestones for several definitions in one statement: written
+// maps a definition's id to the bars its runs just changed. It returns the milestones reached
+// now, by definition id (definitions that reached none are absent).
+func RecordMilestonesBatch(ctx context.Context, db DB, now time.Time, written map[string]int64) (map[string]Milestones, error) {
+	if len(written) == 0 {
+		return nil, nil
 	}
-	if covered != nil {
-		m.Covered, m.ReachedCovered = seconds(*covered), true
+	ids := make([]string, 0, len(written))
+	counts := make([]int64, 0, len(written))
+	for id, n := range written {
+		ids = append(ids, id)
+		counts = append(counts, n)
 	}
-	return m, nil
+	rows, err := db.Query(ctx, milestonesSQL, ids, counts, at(now))
+	if err != nil {
+		return nil, fmt.Errorf("record milestones of %d definitions: %w", len(ids), err)
+	}
+	out := make(map[string]Milestones)
+	var id string
+	var first, covered *float64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &first, &covered}, func() error {
+		var m Milestones
+		if first != nil {
+			m.FirstBars, m.ReachedFirstBars = seconds(*first), true
+		}
+		if covered != nil {
+			m.Covered, m.ReachedCovered = seconds(*covered), true
+		}
+		out[id] = m
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("record milestones of %d definitions: %w", len(ids), err)
+	}
+	return out, nil
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,6 +42,12 @@ type Gridded interface {
 	Grid() market.Grid
 }
 
+// batcher is a Provider that serves many symbols in one request (marketdata.MultiProvider).
+type batcher interface {
+	BarsMulti(ctx context.Context, req marketdata.MultiRequest) (marketdata.MultiResult, error)
+	MaxSymbols() int
+}
+
 var (
 	_ Provider = (*marketdata.Synthetic)(nil)
 	_ Provider = (*marketdata.Alpaca)(nil)
@@ -51,6 +58,8 @@ var (
 	_ Gridded  = (*marketdata.Synthetic)(nil)
 	_ Gridded  = (*marketdata.Alpaca)(nil)
 	_ Gridded  = (*marketdata.Massive)(nil)
+	_ batcher  = (*marketdata.Alpaca)(nil)
+	_ batcher  = (*marketdata.Synthetic)(nil)
 )
 
 // Outcomes of a run beyond those of Fail.
@@ -97,8 +106,24 @@ type Config struct {
 	// weekend, a holiday) is recorded as fetched without a request. Default: the provider's
 	// own (see Gridded); for a provider without one, every range is requested.
 	Grid *market.Grid
-	// FetchTimeout bounds one provider call (all pages of one slice). Default 2m.
+	// FetchTimeout bounds one provider call (all pages of one batch's request). Default 2m.
 	FetchTimeout time.Duration
+	// Settle is how long after a bar's end its refresh waits, so that the provider has the
+	// finished bar (and clocks that disagree by less than it do not matter). With a Grid, open
+	// slices are refreshed only once a bar of their timeframe has closed: during a session
+	// right after each bar boundary plus Settle, once more after the close, never at night,
+	// on weekends or holidays. Default 15s.
+	Settle time.Duration
+	// MaxBatch is how many runs of one timeframe and slice one claim takes, to be fetched
+	// with as few multi-symbol requests as their ranges allow. Default: the provider's
+	// MaxSymbols for a provider that serves several symbols per request (marketdata.
+	// MultiProvider), else 1.
+	MaxBatch int
+	// BatchBars bounds a batch by the bars it asks for (estimated on the Grid from the first
+	// run's range, times the runs): a backfill of a long window takes fewer batch-mates than
+	// a refresh of one bar each, so a high-priority run's first bars are not held up behind
+	// many pages of batch-mates. Default 10 pages (10 × the provider's PageLimit, or 10,000).
+	BatchBars int
 	// Owner names this process in job_runs.lease_owner. Default host:pid:random.
 	Owner string
 	// Registerer gets the metrics. Default nil: not registered.
@@ -150,6 +175,21 @@ func (c Config) withDefaults() Config {
 	if c.FetchTimeout == 0 {
 		c.FetchTimeout = 2 * time.Minute
 	}
+	if c.Settle == 0 {
+		c.Settle = 15 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1
+		if p, ok := c.Provider.(batcher); ok {
+			c.MaxBatch = max(p.MaxSymbols(), 1)
+		}
+	}
+	if c.BatchBars == 0 {
+		c.BatchBars = 10 * 1000
+		if p, ok := c.Provider.(Paged); ok {
+			c.BatchBars = 10 * max(p.PageLimit(), 1)
+		}
+	}
 	if c.Owner == "" {
 		host, _ := os.Hostname()
 		b := make([]byte, 4)
@@ -176,6 +216,10 @@ func (c Config) validate() error {
 		return errors.New("orchestrator config: Tick, Poll, Lease and FetchTimeout must be positive")
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("orchestrator config: MaxAttempts %d: want at least 1", c.MaxAttempts)
+	case c.Settle < 0:
+		return fmt.Errorf("orchestrator config: Settle %s: must not be negative", c.Settle)
+	case c.MaxBatch < 1, c.BatchBars < 1:
+		return fmt.Errorf("orchestrator config: MaxBatch %d and BatchBars %d: want at least 1", c.MaxBatch, c.BatchBars)
 	}
 	if err := c.SliceSizes.validate(); err != nil {
 		return fmt.Errorf("orchestrator config: %w", err)
@@ -355,14 +399,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// plan kinds, in increasing order of work: none, the changes of the definitions, and the full
-// pass with the refresh of open slices.
-type planKind int
+// plan is what a planning pass does, as flags.
+type plan int
 
 const (
-	planNone planKind = iota
-	planChanges
-	planFull
+	planChanges plan = 1 << iota // the definitions changed since they were last planned
+	planAll                      // every enabled definition (start, tick)
+	planRefresh                  // queue again the open slices a closed bar has made stale
 )
 
 // defsVersion is the fingerprint of job_definitions the fallback poll compares.
@@ -371,7 +414,7 @@ type defsVersion struct {
 	updated time.Time
 }
 
-// loop is the dispatcher: it plans when asked, claims as many runs as workers are free, and
+// loop is the dispatcher: it plans when asked, claims batches while workers are free, and
 // waits for the next reason to look again.
 func (o *Orchestrator) loop(ctx context.Context) {
 	tick := time.NewTicker(o.cfg.Tick)
@@ -382,38 +425,47 @@ func (o *Orchestrator) loop(ctx context.Context) {
 	defer reap.Stop()
 	due := time.NewTimer(time.Hour)
 	defer due.Stop()
+	refresh := time.NewTimer(time.Hour)
+	defer refresh.Stop()
 	finished := make(chan struct{})
 	active := 0
-	plan := planFull
+	todo := planAll | planRefresh
+	var nextRefresh time.Time
 	var seen defsVersion
 	for {
-		if plan != planNone {
-			o.planPass(ctx, plan == planFull)
-			plan = planNone
+		if !nextRefresh.IsZero() && !o.clock().Before(nextRefresh) {
+			todo |= planRefresh
 		}
+		if todo != 0 {
+			if next, ok := o.planPass(ctx, todo); ok {
+				nextRefresh = next
+			}
+			todo = 0
+		}
+		o.armRefresh(refresh, nextRefresh)
 		exhausted := false
 		for active < o.cfg.Concurrency && ctx.Err() == nil {
-			want := o.cfg.Concurrency - active
-			runs, err := Claim(ctx, o.cfg.Pool, o.now(), o.cfg.Owner, o.cfg.Lease, want)
+			runs, err := o.claimBatch(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					o.log.LogAttrs(ctx, slog.LevelError, "claim runs failed", slog.Any("error", err))
 				}
 				break
 			}
-			o.metrics.claimed.Add(float64(len(runs)))
-			for _, r := range runs {
-				o.metrics.pickup.WithLabelValues(string(r.Timeframe)).Observe(r.Waited.Seconds())
-				active++
-				go func() {
-					o.execute(ctx, r)
-					finished <- struct{}{}
-				}()
-			}
-			if len(runs) < want {
+			if len(runs) == 0 {
 				exhausted = true
 				break
 			}
+			o.metrics.claimed.Add(float64(len(runs)))
+			o.metrics.batchRuns.WithLabelValues(string(runs[0].Timeframe)).Observe(float64(len(runs)))
+			for _, r := range runs {
+				o.metrics.pickup.WithLabelValues(string(r.Timeframe)).Observe(r.Waited.Seconds())
+			}
+			active++
+			go func() {
+				o.executeBatch(ctx, runs)
+				finished <- struct{}{}
+			}()
 		}
 		if exhausted {
 			o.armDue(ctx, due)
@@ -427,17 +479,18 @@ func (o *Orchestrator) loop(ctx context.Context) {
 		case <-finished:
 			active--
 		case <-o.plan:
-			plan = max(plan, planChanges)
+			todo |= planChanges
 		case <-tick.C:
-			plan = planFull
+			todo |= planAll | planRefresh
+		case <-refresh.C:
 		case <-poll.C:
 			// The loop claims on its way round; a change nobody announced is planned too.
-			// (A change that was announced and planned already costs one more cheap pass here:
+			// (A change that was announced and planned already costs one more cheap look here:
 			// the fingerprint is not read on the notification's path, which stays short.)
 			if active < o.cfg.Concurrency {
 				if v, err := o.defsVersion(ctx); err == nil && v != seen {
 					seen = v
-					plan = max(plan, planChanges)
+					todo |= planChanges
 				}
 			}
 		case <-reap.C:
@@ -445,6 +498,68 @@ func (o *Orchestrator) loop(ctx context.Context) {
 		case <-due.C:
 		}
 	}
+}
+
+// clock is the scheduler's notion of now: Config.Now, or the process clock when the statements
+// use the database's (the refresh instants then differ from the database clock by the hosts'
+// skew, which Settle absorbs).
+func (o *Orchestrator) clock() time.Time {
+	if o.cfg.Now != nil {
+		return o.cfg.Now()
+	}
+	return time.Now()
+}
+
+// armRefresh sets the refresh timer to the next refresh instant. With an injected clock, which
+// may run faster than the process clock, it wakes at least every Poll to look at that clock.
+func (o *Orchestrator) armRefresh(t *time.Timer, next time.Time) {
+	d := time.Hour
+	if !next.IsZero() {
+		d = max(next.Sub(o.clock()), 0) + time.Millisecond
+	}
+	if o.cfg.Now != nil {
+		d = min(d, o.cfg.Poll)
+	}
+	t.Reset(d)
+}
+
+// claimBatch claims the next batch: the first due run and its batch-mates, as many as the
+// provider serves in one request and BatchBars allows for the first run's range.
+func (o *Orchestrator) claimBatch(ctx context.Context) ([]Run, error) {
+	size := 1
+	if o.cfg.MaxBatch > 1 {
+		next, ok, err := PeekNext(ctx, o.cfg.Pool, o.now())
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, nil
+		}
+		size = o.batchSize(next)
+	}
+	return ClaimBatch(ctx, o.cfg.Pool, o.now(), o.cfg.Owner, o.cfg.Lease, size)
+}
+
+// batchSize is how many runs to claim with next: BatchBars over the bars next's range holds
+// (on the grid; without one, a bar every timeframe step), within [1, MaxBatch].
+func (o *Orchestrator) batchSize(next Next) int {
+	from, to := next.From, next.To
+	if next.Refresh && !next.LastFetched.IsZero() && next.LastFetched.After(from) {
+		from = next.LastFetched.Add(-next.Timeframe.Duration())
+	}
+	if now := o.clock(); now.Before(to) {
+		to = now
+	}
+	var bars int
+	switch {
+	case !to.After(from) || !next.Timeframe.Valid():
+		bars = 1
+	case o.cfg.Grid != nil:
+		bars = len(o.cfg.Grid.Starts(market.For(next.Symbol), next.Timeframe, from, to))
+	default:
+		bars = int(to.Sub(from) / next.Timeframe.Duration())
+	}
+	return min(max(o.cfg.BatchBars/max(bars, 1), 1), o.cfg.MaxBatch)
 }
 
 // defsVersion reads the definitions' fingerprint; errors are logged by the claim that follows.
@@ -485,20 +600,45 @@ func (o *Orchestrator) sampleQueue(ctx context.Context) (next *float64, ok bool)
 	return next, true
 }
 
-// planPass enqueues the slices of every enabled definition; a full pass also refreshes open
-// slices, reaps expired leases and samples the queue gauges.
-func (o *Orchestrator) planPass(ctx context.Context, full bool) {
+// planPass plans what todo says: the changed definitions, or all of them, and the refresh of
+// open slices a closed bar made stale; a pass over all also reaps expired leases and samples
+// the queue gauges. It returns the next refresh instant when it refreshed (ok), else ok false.
+func (o *Orchestrator) planPass(ctx context.Context, todo plan) (nextRefresh time.Time, ok bool) {
 	start := time.Now()
-	// A full pass refreshes slices fetched while open, unless their last fetch is younger than
-	// half a tick: another process's tick or start just did it.
-	res, err := enqueue(ctx, o.cfg.Pool, o.now(), o.cfg.SliceSizes, full, o.cfg.Tick/2)
+	var res EnqueueResult
+	var err error
+	switch {
+	case todo&planAll != 0:
+		res, err = EnqueueAll(ctx, o.cfg.Pool, o.now(), o.cfg.SliceSizes)
+	case todo&planChanges != 0:
+		res, err = EnqueueChanges(ctx, o.cfg.Pool, o.now(), o.cfg.SliceSizes)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			o.log.LogAttrs(ctx, slog.LevelError, "plan failed", slog.Any("error", err))
 		}
-		return
+		return time.Time{}, false
 	}
-	if full {
+	if todo&planRefresh != 0 {
+		now := o.clock()
+		after := make(map[market.Timeframe]RefreshAfter, len(o.cfg.SliceSizes))
+		for tf := range o.cfg.SliceSizes {
+			after[tf] = RefreshAfter{Stock: o.refreshAfter(o.nyse, tf, now), Crypto: o.refreshAfter(o.crypto, tf, now)}
+		}
+		queued, err := Refresh(ctx, o.cfg.Pool, o.now(), after)
+		if err != nil {
+			if ctx.Err() == nil {
+				o.log.LogAttrs(ctx, slog.LevelError, "refresh failed", slog.Any("error", err))
+			}
+			return time.Time{}, false
+		}
+		for tf, n := range queued {
+			o.metrics.refreshed.WithLabelValues(string(tf)).Add(float64(n))
+			res.Refreshed += n
+		}
+		nextRefresh, ok = o.nextRefresh(now), true
+	}
+	if todo&planAll != 0 {
 		// Kept off the path of a notified change, which goes straight on to claim; the reaper
 		// has its own timer, and the gauges are sampled whenever the workers run dry too.
 		o.reap(ctx)
@@ -506,12 +646,45 @@ func (o *Orchestrator) planPass(ctx context.Context, full bool) {
 	}
 	o.metrics.ticks.Inc()
 	o.metrics.tickSeconds.Observe(time.Since(start).Seconds())
-	if res.Inserted+res.Requeued > 0 {
-		o.log.LogAttrs(ctx, slog.LevelDebug, "planned", slog.Int("inserted", res.Inserted), slog.Int("requeued", res.Requeued))
+	if res.Inserted+res.Requeued+res.Refreshed > 0 {
+		o.log.LogAttrs(ctx, slog.LevelDebug, "planned", slog.Int("inserted", res.Inserted), slog.Int("requeued", res.Requeued),
+			slog.Int("refreshed", res.Refreshed))
 	}
 	if o.afterPlan != nil {
 		o.afterPlan()
 	}
+	return nextRefresh, ok
+}
+
+// refreshAfter is the instant after which tf's newest bar on cal closed, Settle included: an
+// open slice fetched before it may lack that bar. Without a grid every open slice fetched
+// before now is stale, as every tick used to refresh them all.
+func (o *Orchestrator) refreshAfter(cal *market.Calendar, tf market.Timeframe, now time.Time) time.Time {
+	if o.cfg.Grid == nil {
+		return now
+	}
+	_, end, ok := o.cfg.Grid.LastClosed(cal, tf, now.Add(-o.cfg.Settle))
+	if !ok {
+		return time.Unix(0, 0).UTC() // no bar closed lately: nothing is stale
+	}
+	return end.Add(o.cfg.Settle)
+}
+
+// nextRefresh is the next instant a bar of a planned timeframe closes (plus Settle), on either
+// calendar; without a grid, the next tick.
+func (o *Orchestrator) nextRefresh(now time.Time) time.Time {
+	if o.cfg.Grid == nil {
+		return now.Add(o.cfg.Tick)
+	}
+	next := now.Add(24 * time.Hour)
+	for tf := range o.cfg.SliceSizes {
+		for _, cal := range []*market.Calendar{o.nyse, o.crypto} {
+			if e, ok := o.cfg.Grid.NextClose(cal, tf, now.Add(-o.cfg.Settle)); ok && e.Add(o.cfg.Settle).Before(next) {
+				next = e.Add(o.cfg.Settle)
+			}
+		}
+	}
+	return next
 }
 
 func (o *Orchestrator) reap(ctx context.Context) {
@@ -527,79 +700,213 @@ func (o *Orchestrator) reap(ctx context.Context) {
 	}
 }
 
-// execute fetches one run's slice and records the outcome, under a heartbeat throughout.
-func (o *Orchestrator) execute(ctx context.Context, run Run) {
+// outcome of one run of a batch, before it is recorded.
+type fetched struct {
+	bars    []marketdata.Bar
+	err     error
+	skipped bool // closed-market time only: recorded as fetched without asking the provider
+}
+
+// executeBatch fetches a claimed batch (runs of one timeframe and slice) with as few provider
+// calls as their ranges allow, writes the runs that succeeded with one statement, records the
+// failures one by one, all under one heartbeat.
+func (o *Orchestrator) executeBatch(ctx context.Context, runs []Run) {
 	start := time.Now()
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stopBeat := make(chan struct{})
 	var beat sync.WaitGroup
-	beat.Go(func() { o.heartbeat(runCtx, cancel, run, stopBeat) })
+	beat.Go(func() { o.heartbeat(runCtx, cancel, runs, stopBeat) })
 
-	// The provider is asked for nothing after the claim, so that is where the coverage this
-	// run adds ends (zero: the claim's started_at in the database, the same instant).
-	until := run.Claimed
-	var bars []marketdata.Bar
-	var err error
-	if req := run.Request(); o.closedMarket(run, req) {
-		// Only closed-market time (or nothing) to ask for: a request could bring no bar.
-		o.metrics.skipped.WithLabelValues(string(run.Timeframe)).Inc()
-	} else {
-		fetchCtx, fetchCancel := context.WithTimeout(runCtx, o.cfg.FetchTimeout)
-		bars, err = o.cfg.Provider.Bars(fetchCtx, marketdata.Request{
-			Symbol: run.Symbol, Timeframe: run.Timeframe, From: req.From, To: req.To,
-		})
-		fetchCancel()
+	got := make([]fetched, len(runs))
+	for _, g := range o.groups(runs) {
+		o.fetchGroup(runCtx, runs, g, got)
 	}
 
-	// The heartbeat goes on until the outcome is recorded: a slow write must not outlive the
+	// The heartbeat goes on until the outcomes are recorded: a slow write must not outlive the
 	// lease. Recording is not cut short by a stop: it gets a bounded context of its own.
 	rec, recCancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer recCancel()
-	var outcome Outcome
-	switch {
-	case errors.Is(context.Cause(runCtx), ErrLeaseLost):
-		outcome = LeaseLost
-	case err == nil:
-		o.writers <- struct{}{}
-		writeStart := time.Now()
-		written, werr := Write(rec, o.cfg.Pool, o.now(), run, Fetched{Provider: o.cfg.Provider.Name(), Bars: bars, Until: until,
-			InSession: o.inSession(run, run.Request())})
-		o.metrics.writeSeconds.WithLabelValues(string(run.Timeframe)).Observe(time.Since(writeStart).Seconds())
-		<-o.writers
+	outcomes := make([]Outcome, len(runs))
+	allLost := errors.Is(context.Cause(runCtx), ErrLeaseLost)
+	var ok []int
+	for i := range runs {
 		switch {
-		case werr == nil:
-			outcome = Succeeded
-			o.metrics.barsWritten.WithLabelValues(string(run.Timeframe)).Add(float64(written))
-			if ms, err := RecordMilestones(rec, o.cfg.Pool, o.now(), run, written); err != nil {
-				// Only the latency metrics suffer: the run's result is already committed.
-				o.log.LogAttrs(ctx, slog.LevelWarn, "record backfill milestones", slog.String("job_run_id", run.ID), slog.Any("error", err))
-			} else {
-				if ms.ReachedFirstBars {
-					o.metrics.firstBars.WithLabelValues(string(run.Timeframe)).Observe(ms.FirstBars.Seconds())
-				}
-				if ms.ReachedCovered {
-					o.metrics.covered.WithLabelValues(string(run.Timeframe)).Observe(ms.Covered.Seconds())
-				}
-			}
-		case errors.Is(werr, ErrLeaseLost):
-			outcome = LeaseLost
+		case allLost:
+			outcomes[i] = LeaseLost
+		case got[i].err == nil:
+			ok = append(ok, i)
 		default:
-			o.log.LogAttrs(ctx, slog.LevelError, "write run failed", slog.String("job_run_id", run.ID), slog.Any("error", werr))
-			outcome = o.fail(rec, run, werr)
+			outcomes[i] = o.fail(rec, runs[i], got[i].err)
 		}
-	default:
-		outcome = o.fail(rec, run, err)
 	}
+	o.record(ctx, rec, runs, got, ok, outcomes)
 	close(stopBeat)
 	beat.Wait()
-	if outcome == LeaseLost {
-		o.log.LogAttrs(ctx, slog.LevelWarn, "run lease lost, result dropped", slog.String("job_run_id", run.ID))
+	for i, r := range runs {
+		if outcomes[i] == LeaseLost {
+			o.log.LogAttrs(ctx, slog.LevelWarn, "run lease lost, result dropped", slog.String("job_run_id", r.ID))
+		}
+		o.metrics.completed.WithLabelValues(string(r.Timeframe), string(outcomes[i])).Inc()
+		o.metrics.runSeconds.WithLabelValues(string(r.Timeframe)).Observe(time.Since(start).Seconds())
+		if o.afterRun != nil {
+			o.afterRun(r, outcomes[i])
+		}
 	}
-	o.metrics.completed.WithLabelValues(string(run.Timeframe), string(outcome)).Inc()
-	o.metrics.runSeconds.WithLabelValues(string(run.Timeframe)).Observe(time.Since(start).Seconds())
-	if o.afterRun != nil {
-		o.afterRun(run, outcome)
+}
+
+// record writes the runs at indexes ok, one statement per set of distinct symbols (one,
+// unless a symbol has two definitions of the timeframe), then their milestones.
+func (o *Orchestrator) record(ctx, rec context.Context, runs []Run, got []fetched, ok []int, outcomes []Outcome) {
+	written := map[string]int64{} // by definition
+	for len(ok) > 0 {
+		var results []Result
+		var idx, rest []int
+		seen := map[string]bool{}
+		for _, i := range ok {
+			if seen[runs[i].SymbolID] {
+				rest = append(rest, i)
+				continue
+			}
+			seen[runs[i].SymbolID] = true
+			idx = append(idx, i)
+			// The provider was asked for nothing after the claim, so that is where the coverage
+			// this run adds ends (zero Until: the claim's started_at in the database).
+			results = append(results, Result{Run: runs[i], Fetched: Fetched{Provider: o.cfg.Provider.Name(), Bars: got[i].bars,
+				Until: runs[i].Claimed, InSession: o.inSession(runs[i], runs[i].Request())}})
+		}
+		ok = rest
+		o.writers <- struct{}{}
+		writeStart := time.Now()
+		done, err := WriteBatch(rec, o.cfg.Pool, o.now(), o.cfg.Provider.Name(), results)
+		o.metrics.writeSeconds.WithLabelValues(string(runs[0].Timeframe)).Observe(time.Since(writeStart).Seconds())
+		<-o.writers
+		for _, i := range idx {
+			n, recorded := done[runs[i].ID]
+			switch {
+			case err != nil:
+				o.log.LogAttrs(ctx, slog.LevelError, "write run failed", slog.String("job_run_id", runs[i].ID),
+					slog.String("symbol", runs[i].Symbol), slog.Any("error", err))
+				outcomes[i] = o.fail(rec, runs[i], err)
+			case !recorded:
+				outcomes[i] = LeaseLost
+			default:
+				outcomes[i] = Succeeded
+				o.metrics.barsWritten.WithLabelValues(string(runs[i].Timeframe)).Add(float64(n))
+				written[runs[i].JobDefID] += n
+			}
+		}
+	}
+	ms, err := RecordMilestonesBatch(rec, o.cfg.Pool, o.now(), written)
+	if err != nil {
+		// Only the latency metrics suffer: the runs' results are already committed.
+		o.log.LogAttrs(ctx, slog.LevelWarn, "record backfill milestones", slog.Any("error", err))
+		return
+	}
+	tf := string(runs[0].Timeframe)
+	for _, m := range ms {
+		if m.ReachedFirstBars {
+			o.metrics.firstBars.WithLabelValues(tf).Observe(m.FirstBars.Seconds())
+		}
+		if m.ReachedCovered {
+			o.metrics.covered.WithLabelValues(tf).Observe(m.Covered.Seconds())
+		}
+	}
+}
+
+// groups splits a batch (indexes into runs) into provider calls: runs whose requests start
+// close together (within a bar, or a tenth of the range) share one multi-symbol request for the
+// union of their ranges; each symbol once per request. Without multi-symbol support every run
+// is its own call.
+func (o *Orchestrator) groups(runs []Run) [][]int {
+	idx := make([]int, len(runs))
+	for i := range idx {
+		idx[i] = i
+	}
+	if _, ok := o.cfg.Provider.(batcher); !ok || o.cfg.MaxBatch < 2 {
+		out := make([][]int, len(runs))
+		for i := range runs {
+			out[i] = []int{i}
+		}
+		return out
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return runs[a].Request().From.Compare(runs[b].Request().From) })
+	var out [][]int
+	var cur []int
+	var from time.Time
+	syms := map[string]bool{}
+	for _, i := range idx {
+		req := runs[i].Request()
+		tol := max(runs[i].Timeframe.Duration(), req.To.Sub(from)/10)
+		if len(cur) == 0 || req.From.Sub(from) > tol || syms[runs[i].Symbol] || len(cur) >= o.cfg.MaxBatch {
+			if len(cur) > 0 {
+				out = append(out, cur)
+			}
+			cur, from, syms = nil, req.From, map[string]bool{}
+		}
+		cur = append(cur, i)
+		syms[runs[i].Symbol] = true
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// fetchGroup asks the provider for the group's runs (indexes into runs) in one call, skipping
+// the runs whose range holds only closed-market time, and stores each run's bars or error in
+// got.
+func (o *Orchestrator) fetchGroup(ctx context.Context, runs []Run, group []int, got []fetched) {
+	var ask []int
+	for _, i := range group {
+		if o.closedMarket(runs[i], runs[i].Request()) {
+			// Only closed-market time (or nothing) to ask for: a request could bring no bar.
+			o.metrics.skipped.WithLabelValues(string(runs[i].Timeframe)).Inc()
+			got[i] = fetched{skipped: true}
+			continue
+		}
+		ask = append(ask, i)
+	}
+	if len(ask) == 0 {
+		return
+	}
+	first := runs[ask[0]]
+	o.metrics.requests.WithLabelValues(string(first.Timeframe), first.Purpose).Inc()
+	fetchCtx, cancel := context.WithTimeout(ctx, o.cfg.FetchTimeout)
+	defer cancel()
+	multi, ok := o.cfg.Provider.(batcher)
+	if !ok || len(ask) == 1 {
+		for _, i := range ask {
+			req := runs[i].Request()
+			got[i].bars, got[i].err = o.cfg.Provider.Bars(fetchCtx, marketdata.Request{
+				Symbol: runs[i].Symbol, Timeframe: runs[i].Timeframe, From: req.From, To: req.To, Purpose: runs[i].Purpose,
+			})
+		}
+		return
+	}
+	req := marketdata.MultiRequest{Timeframe: first.Timeframe, Purpose: first.Purpose}
+	for _, i := range ask {
+		r := runs[i].Request()
+		if req.From.IsZero() || r.From.Before(req.From) {
+			req.From = r.From
+		}
+		if r.To.After(req.To) {
+			req.To = r.To
+		}
+		req.Symbols = append(req.Symbols, runs[i].Symbol)
+	}
+	res, err := multi.BarsMulti(fetchCtx, req)
+	for _, i := range ask {
+		sym := runs[i].Symbol
+		switch {
+		case err != nil:
+			got[i].err = err
+		case res.Rejected[sym] != nil:
+			got[i].err = res.Rejected[sym]
+		default:
+			// Bars outside the run's own range are dropped when it is written.
+			got[i].bars = res.Bars[sym]
+		}
 	}
 }
 
@@ -647,11 +954,13 @@ func (o *Orchestrator) fail(ctx context.Context, run Run, cause error) Outcome {
 	return out
 }
 
-// heartbeat renews the run's lease every Lease/3 until stop closes; a lost lease cancels the
-// run with ErrLeaseLost.
-func (o *Orchestrator) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, run Run, stop <-chan struct{}) {
+// heartbeat renews the batch's leases every Lease/3 until stop closes; a run taken back
+// meanwhile is renewed no more (its write will find it gone), and when none is left the batch
+// is cancelled with ErrLeaseLost.
+func (o *Orchestrator) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, runs []Run, stop <-chan struct{}) {
 	t := time.NewTicker(o.cfg.Lease / 3)
 	defer t.Stop()
+	live := slices.Clone(runs)
 	for {
 		select {
 		case <-stop:
@@ -659,13 +968,17 @@ func (o *Orchestrator) heartbeat(ctx context.Context, cancel context.CancelCause
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := Heartbeat(ctx, o.cfg.Pool, o.now(), run, o.cfg.Lease)
-			switch {
-			case errors.Is(err, ErrLeaseLost):
+			kept, err := HeartbeatBatch(ctx, o.cfg.Pool, o.now(), live, o.cfg.Lease)
+			if err != nil {
+				if ctx.Err() == nil {
+					o.log.LogAttrs(ctx, slog.LevelWarn, "heartbeat failed", slog.Int("runs", len(live)), slog.Any("error", err))
+				}
+				continue
+			}
+			live = slices.DeleteFunc(live, func(r Run) bool { return !kept[r.ID] })
+			if len(live) == 0 {
 				cancel(ErrLeaseLost)
 				return
-			case err != nil && ctx.Err() == nil:
-				o.log.LogAttrs(ctx, slog.LevelWarn, "heartbeat failed", slog.String("job_run_id", run.ID), slog.Any("error", err))
 			}
 		}
 	}

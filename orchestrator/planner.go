@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/symbolsync/backfill/market"
 )
 
@@ -97,28 +99,48 @@ func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 
 // EnqueueResult counts what one planning pass did.
 type EnqueueResult struct {
-	Inserted int // new runs
-	Requeued int // runs set back from success to queued: open slices and slices that closed
+	Inserted  int // new runs
+	Requeued  int // failed runs of changed definitions, and succeeded runs of grown windows
+	Refreshed int // slices fetched while open, queued again
 }
 
 // Enqueue plans every enabled definition at now (a zero now is the database clock): a queued
-// run, due at now, for each slice of its window not covered yet (sql/enqueue.sql), and the
-// refresh of slices fetched while open. It is idempotent: planning twice at the same now
-// changes nothing the second time, except that a slice fetched while open is queued again.
+// run, due at now, for each slice of its window not covered yet (sql/enqueue.sql), and queues
+// again every slice fetched while open before now (sql/refresh.sql): what an operator's
+// "plan now" asks for. The orchestrator itself refreshes only after a bar closed (see
+// Refresh). Planning twice at the same now changes nothing the second time, except that a
+// slice fetched while open in between is queued again.
 func Enqueue(ctx context.Context, db DB, now time.Time, sizes SliceSizes) (EnqueueResult, error) {
-	return enqueue(ctx, db, now, sizes, true, 0)
+	res, err := enqueue(ctx, db, now, sizes, false)
+	if err != nil {
+		return res, err
+	}
+	// Zero instants: the statement's clock, so every slice fetched before now.
+	th := make(map[market.Timeframe]RefreshAfter, len(sizes))
+	for tf := range sizes {
+		th[tf] = RefreshAfter{}
+	}
+	refreshed, err := Refresh(ctx, db, now, th)
+	for _, n := range refreshed {
+		res.Refreshed += n
+	}
+	return res, err
 }
 
-// EnqueueChanges is Enqueue without the refresh of open slices: what a change of the
-// definitions asks for (new definitions, grown windows, re-enabled ones), so that a burst of
-// changes does not fetch every open slice again each time.
+// EnqueueChanges plans only the definitions changed since they were last planned (new ones,
+// grown windows, re-enabled ones: job_definitions.planned_revision differs from revision), in
+// time proportional to the change; it refreshes nothing.
 func EnqueueChanges(ctx context.Context, db DB, now time.Time, sizes SliceSizes) (EnqueueResult, error) {
-	return enqueue(ctx, db, now, sizes, false, 0)
+	return enqueue(ctx, db, now, sizes, true)
 }
 
-// enqueue plans; with refresh, slices fetched while open are queued again once their last
-// fetch finished at least refreshAge ago.
-func enqueue(ctx context.Context, db DB, now time.Time, sizes SliceSizes, refresh bool, refreshAge time.Duration) (EnqueueResult, error) {
+// EnqueueAll plans every enabled definition, without refreshing: what the orchestrator does at
+// start, after a slice boundary and on its tick. A pass with nothing to plan writes nothing.
+func EnqueueAll(ctx context.Context, db DB, now time.Time, sizes SliceSizes) (EnqueueResult, error) {
+	return enqueue(ctx, db, now, sizes, false)
+}
+
+func enqueue(ctx context.Context, db DB, now time.Time, sizes SliceSizes, changedOnly bool) (EnqueueResult, error) {
 	if err := sizes.validate(); err != nil {
 		return EnqueueResult{}, err
 	}
@@ -128,25 +150,45 @@ func enqueue(ctx context.Context, db DB, now time.Time, sizes SliceSizes, refres
 		tfs = append(tfs, string(tf))
 		secs = append(secs, int64(sizes[tf]/time.Second))
 	}
-	rows, err := db.Query(ctx, enqueueSQL, tfs, secs, at(now), refresh, refreshAge.Seconds())
-	if err != nil {
-		return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
-	}
-	defer rows.Close()
 	var res EnqueueResult
-	for rows.Next() {
-		var inserted bool
-		if err := rows.Scan(&inserted); err != nil {
-			return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
-		}
-		if inserted {
-			res.Inserted++
-		} else {
-			res.Requeued++
-		}
-	}
-	if err := rows.Err(); err != nil {
+	if err := db.QueryRow(ctx, enqueueSQL, tfs, secs, at(now), changedOnly).Scan(&res.Inserted, &res.Requeued); err != nil {
 		return EnqueueResult{}, fmt.Errorf("enqueue slices: %w", err)
 	}
 	return res, nil
+}
+
+// RefreshAfter is, for one timeframe, the latest instant after which a bar closed (settle
+// delay included), for stocks on the NYSE calendar and for crypto pairs: a slice fetched while
+// open before it may lack that bar. A zero instant means the statement's clock (now).
+type RefreshAfter struct {
+	Stock, Crypto time.Time
+}
+
+// Refresh queues again the successful runs of slices fetched while open whose fetch started
+// before their timeframe's RefreshAfter instant, and once more those of slices that have ended
+// since (sql/refresh.sql). Timeframes missing from after are not refreshed. A zero now is the
+// database clock. It returns how many runs it queued, by timeframe.
+func Refresh(ctx context.Context, db DB, now time.Time, after map[market.Timeframe]RefreshAfter) (map[market.Timeframe]int, error) {
+	tfs := make([]string, 0, len(after))
+	stock := make([]*time.Time, 0, len(after))
+	crypto := make([]*time.Time, 0, len(after))
+	for _, tf := range slices.Sorted(maps.Keys(after)) {
+		tfs = append(tfs, string(tf))
+		stock = append(stock, at(after[tf].Stock))
+		crypto = append(crypto, at(after[tf].Crypto))
+	}
+	rows, err := db.Query(ctx, refreshSQL, tfs, stock, crypto, at(now))
+	if err != nil {
+		return nil, fmt.Errorf("refresh open slices: %w", err)
+	}
+	out := make(map[market.Timeframe]int)
+	var tf string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&tf, &n}, func() error {
+		out[market.Timeframe(tf)] = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("refresh open slices: %w", err)
+	}
+	return out, nil
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 )
 
@@ -30,32 +32,85 @@ type Fetched struct {
 // the run is no longer leased to run.Owner at run.Attempt: that returns ErrLeaseLost. It
 // returns the number of bar rows inserted or changed. now stamps the write (fetched_at,
 // last_success_at, finished_at); a zero now is the database clock.
-//
-// The bars travel as six arrays rather than through COPY into a staging table: one statement
-// instead of five, and no temporary table created and dropped per run.
 func Write(ctx context.Context, db DB, now time.Time, run Run, f Fetched) (written int64, err error) {
-	fetch := run.Fetch
-	if fetch.From.IsZero() {
-		fetch = run.Slice
+	got, err := WriteBatch(ctx, db, now, f.Provider, []Result{{Run: run, Fetched: f}})
+	if err != nil {
+		return 0, err
 	}
-	bars := barsIn(f.Bars, fetch)
-	n := len(bars)
-	ts := make([]time.Time, n)
-	open, high, low, closes, volume := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
-	for i, b := range bars {
-		ts[i], open[i], high[i], low[i], closes[i], volume[i] = b.TS, b.Open, b.High, b.Low, b.Close, b.Volume
-	}
-	var marked int64
-	if err := db.QueryRow(ctx, writeSQL, run.ID, run.Owner, run.Attempt,
-		run.Symbol, string(run.Timeframe), run.SymbolID, f.Provider,
-		fetch.From, fetch.To, at(f.Until),
-		ts, open, high, low, closes, volume, at(now), !f.InSession).Scan(&marked, &written); err != nil {
-		return 0, fmt.Errorf("write run %s: %w", run.ID, err)
-	}
-	if marked == 0 {
+	n, ok := got[run.ID]
+	if !ok {
 		return 0, fmt.Errorf("write run %s: %w", run.ID, ErrLeaseLost)
 	}
-	return written, nil
+	return n, nil
+}
+
+// Result is one finished run of a batch and what its fetch brought.
+type Result struct {
+	Run     Run
+	Fetched Fetched
+}
+
+// WriteBatch stores finished runs of one timeframe, leased to one owner, fetched from provider,
+// with one statement (sql/write.sql): for each its bars, its covered range and its success, as
+// Write does for one. The runs must be of distinct symbols. It returns, per run recorded, the
+// number of its bar rows inserted or changed; a run missing from the answer had lost its lease
+// and nothing of it was written.
+//
+// The bars travel as arrays rather than through COPY into a staging table: one statement
+// instead of five, and no temporary table created and dropped per batch.
+func WriteBatch(ctx context.Context, db DB, now time.Time, provider string, results []Result) (map[string]int64, error) {
+	if len(results) == 0 {
+		return map[string]int64{}, nil
+	}
+	tf := results[0].Run.Timeframe
+	owner := results[0].Run.Owner
+	n := len(results)
+	ids, symbols, symbolIDs := make([]string, n), make([]string, n), make([]string, n)
+	attempts := make([]int32, n)
+	from, to := make([]time.Time, n), make([]time.Time, n)
+	until := make([]*time.Time, n)
+	dirty := make([]bool, n)
+	var runOf []int32
+	var ts []time.Time
+	var open, high, low, closes, volume []float64
+	seen := make(map[string]bool, n)
+	for i, res := range results {
+		r := res.Run
+		if r.Timeframe != tf || r.Owner != owner {
+			return nil, fmt.Errorf("write batch: run %s is %s of %q, the batch %s of %q", r.ID, r.Timeframe, r.Owner, tf, owner)
+		}
+		if seen[r.SymbolID] {
+			return nil, fmt.Errorf("write batch: symbol %s appears twice", r.Symbol)
+		}
+		seen[r.SymbolID] = true
+		fetch := r.Fetch
+		if fetch.From.IsZero() {
+			fetch = r.Slice
+		}
+		ids[i], symbols[i], symbolIDs[i], attempts[i] = r.ID, r.Symbol, r.SymbolID, int32(r.Attempt)
+		from[i], to[i], until[i], dirty[i] = fetch.From, fetch.To, at(res.Fetched.Until), !res.Fetched.InSession
+		for _, b := range barsIn(res.Fetched.Bars, fetch) {
+			runOf = append(runOf, int32(i+1))
+			ts = append(ts, b.TS)
+			open, high, low = append(open, b.Open), append(high, b.High), append(low, b.Low)
+			closes, volume = append(closes, b.Close), append(volume, b.Volume)
+		}
+	}
+	rows, err := db.Query(ctx, writeSQL, ids, owner, attempts, symbols, string(tf), symbolIDs, provider,
+		from, to, until, runOf, ts, open, high, low, closes, volume, dirty, at(now))
+	if err != nil {
+		return nil, fmt.Errorf("write %d runs: %w", n, err)
+	}
+	out := make(map[string]int64, n)
+	var id string
+	var written int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &written}, func() error {
+		out[id] = written
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("write %d runs: %w", n, err)
+	}
+	return out, nil
 }
 
 // barsIn returns the bars inside r sorted by TS, the last of a repeated TS kept. Providers

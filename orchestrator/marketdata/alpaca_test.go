@@ -2,9 +2,17 @@ package marketdata
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -420,7 +428,523 @@ func TestProvidersShareARegistry(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"backfill_provider_request_duration_seconds", "backfill_provider_errors_total",
-		"backfill_provider_rate_limit_wait_seconds_total", "backfill_provider_rate_limit_waits_total"} {
+		"backfill_provider_rate_limit_wait_seconds_total", "backfill_provider_rate_limit_waits_total",
+		"backfill_provider_requests_total", "backfill_provider_zero_bar_requests_total"} {
 		require.True(t, names[name], name)
+	}
+}
+
+// fakeLimiter is an injected Limiter that never waits and records its calls.
+type fakeLimiter struct {
+	mu     sync.Mutex
+	waits  int
+	pauses []time.Time
+}
+
+func (l *fakeLimiter) Wait(context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.waits++
+	return nil
+}
+
+func (l *fakeLimiter) Pause(_ context.Context, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pauses = append(l.pauses, until)
+}
+
+func (l *fakeLimiter) calls() (int, []time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waits, append([]time.Time(nil), l.pauses...)
+}
+
+// multiBars is an Alpaca multi-symbol bars endpoint over data (keyed in upper case): it honours
+// symbols, start and end (both inclusive) and limit summed over all symbols, capped at pageMax
+// so that small bodies page (it stands in for 10000). Bars come sorted by symbol, then time, so
+// pages hold one symbol or run across two; page_token is an opaque offset.
+func multiBars(t *testing.T, data map[string][]Bar, pageMax int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		start, err1 := time.Parse(time.RFC3339, q.Get("start"))
+		end, err2 := time.Parse(time.RFC3339, q.Get("end"))
+		limit, err3 := strconv.Atoi(q.Get("limit"))
+		if err1 != nil || err2 != nil || err3 != nil || limit < 1 || limit > 10000 {
+			writeJSON(w, 422, []byte(`{"code":42210000,"message":"invalid start, end or limit"}`))
+			return
+		}
+		syms := strings.Split(q.Get("symbols"), ",")
+		for i := range syms {
+			syms[i] = strings.ToUpper(syms[i])
+		}
+		slices.Sort(syms)
+		type entry struct {
+			sym string
+			bar Bar
+		}
+		var all []entry
+		for _, s := range slices.Compact(syms) {
+			for _, b := range data[s] {
+				if !b.TS.Before(start) && !b.TS.After(end) {
+					all = append(all, entry{s, b})
+				}
+			}
+		}
+		off := 0
+		if tok := q.Get("page_token"); tok != "" {
+			raw, err := base64.StdEncoding.DecodeString(tok)
+			if off, err = strconv.Atoi(string(raw)); err != nil {
+				writeJSON(w, 400, []byte(`{"code":40010001,"message":"bad page_token"}`))
+				return
+			}
+		}
+		n := min(limit, pageMax, len(all)-off)
+		page := map[string][]map[string]any{}
+		for _, e := range all[off : off+n] {
+			page[e.sym] = append(page[e.sym], map[string]any{"t": e.bar.TS.Format(time.RFC3339), "o": e.bar.Open, "h": e.bar.High,
+				"l": e.bar.Low, "c": e.bar.Close, "v": e.bar.Volume, "n": 1, "vw": e.bar.Close})
+		}
+		var next *string
+		if off+n < len(all) {
+			tok := base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(off + n)))
+			next = &tok
+		}
+		body, err := json.Marshal(map[string]any{"bars": page, "next_page_token": next})
+		require.NoError(t, err)
+		writeJSON(w, 200, body)
+	}
+}
+
+// dailyBars makes n daily bars from day on, priced by k.
+func dailyBars(day string, n int, k float64) []Bar {
+	out := make([]Bar, n)
+	for i := range out {
+		p := k + float64(i)
+		out[i] = Bar{TS: utc(day).AddDate(0, 0, i), Open: p, High: p + 1, Low: p - 1, Close: p + 0.5, Volume: 1000 * p}
+	}
+	return out
+}
+
+func symbolsOf(reqs []seen) []string {
+	out := make([]string, len(reqs))
+	for i, r := range reqs {
+		out[i] = r.Query.Get("symbols")
+	}
+	return out
+}
+
+func TestAlpacaBarsMultiPagesAcrossSymbols(t *testing.T) {
+	t.Parallel()
+	data := map[string][]Bar{
+		"AAPL": dailyBars("2024-03-04T05:00:00Z", 5, 170),
+		"MSFT": dailyBars("2024-03-04T05:00:00Z", 3, 400),
+		"NVDA": dailyBars("2024-03-04T05:00:00Z", 4, 800),
+	}
+	// Pages of 4 bars, summed over symbols: AAPL×4 | AAPL×1 MSFT×3 | NVDA×4 (the last one
+	// starts at To, sent as the inclusive end, and is trimmed).
+	srv := newFakeServer(t, multiBars(t, data, 4))
+	reg := prometheus.NewRegistry()
+	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Registerer = reg })
+	from, to := utc("2024-03-04T00:00:00Z"), utc("2024-03-07T05:00:00Z")
+	res, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"NVDA", "AAPL", "MSFT"}, Timeframe: market.D1, From: from, To: to, Purpose: PurposeRepair})
+	require.NoError(t, err)
+	require.Empty(t, res.Rejected)
+	require.Equal(t, map[string][]Bar{"AAPL": data["AAPL"][:3], "MSFT": data["MSFT"], "NVDA": data["NVDA"][:3]}, res.Bars)
+
+	reqs := srv.requests()
+	require.Len(t, reqs, 3)
+	for i, r := range reqs {
+		want := url.Values{
+			"symbols": {"NVDA,AAPL,MSFT"}, "timeframe": {"1Day"}, "start": {"2024-03-04T00:00:00Z"}, "end": {"2024-03-07T05:00:00Z"},
+			"limit": {"10000"}, "adjustment": {"raw"}, "feed": {"iex"}, "sort": {"asc"},
+		}
+		if i > 0 {
+			want.Set("page_token", base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(4*i))))
+		}
+		require.Equal(t, "/v2/stocks/bars", r.Path)
+		require.Equal(t, want, r.Query, "request %d: the symbols in the order given, every parameter but page_token unchanged", i)
+		require.Equal(t, "key-id", r.Header.Get("APCA-API-KEY-ID"))
+	}
+
+	m := a.fetch.metrics
+	require.Equal(t, 3.0, testutil.ToFloat64(m.requests.WithLabelValues("alpaca", PurposeRepair)))
+	require.Equal(t, 0.0, testutil.ToFloat64(m.requests.WithLabelValues("alpaca", PurposeBackfill)))
+	require.Equal(t, 0.0, testutil.ToFloat64(m.zeroBars.WithLabelValues("alpaca", PurposeRepair)))
+	n, err := testutil.GatherAndCount(reg, "backfill_provider_requests_total", "backfill_provider_zero_bar_requests_total")
+	require.NoError(t, err)
+	require.Equal(t, 6, n, "every purpose of both counters exists from the start")
+}
+
+func TestAlpacaBarsMultiKeysAndAbsentSymbols(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, fixture(t, "alpaca/bars-multi-AAPL-NIO-1Day-final.json"))
+	})
+	a := newTestAlpaca(t, srv, nil)
+	res, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"aapl", "Nio", "TSLA"}, Timeframe: market.D1,
+		From: utc("2021-10-13T04:00:00Z"), To: utc("2021-10-15T04:00:00Z")})
+	require.NoError(t, err)
+	require.Empty(t, res.Rejected)
+	require.Len(t, res.Bars, 3, "every symbol asked and not rejected has an entry")
+	require.Equal(t, []string{"2021-10-13T04:00:00Z", "2021-10-14T04:00:00Z"}, stamps(res.Bars["aapl"]), "AAPL answered, aapl asked")
+	require.Equal(t, Bar{TS: utc("2021-10-13T04:00:00Z"), Open: 35.75, High: 36.68, Low: 35.47, Close: 36.24, Volume: 33394068}, res.Bars["Nio"][0])
+	require.Len(t, res.Bars["Nio"], 2)
+	require.Empty(t, res.Bars["TSLA"], "absent from the answer: no bars, no error")
+	require.Equal(t, "aapl,Nio,TSLA", srv.requests()[0].Query.Get("symbols"))
+}
+
+func TestAlpacaBarsMultiZeroBarPagesByPurpose(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, fixture(t, "alpaca/bars-multi-AAPL-1Day-empty.json"))
+	})
+	reg := prometheus.NewRegistry()
+	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Registerer = reg })
+	req := MultiRequest{Symbols: []string{"AAPL", "MSFT"}, Timeframe: market.D1, From: utc("2022-02-01T00:00:00Z"), To: utc("2022-02-03T00:00:00Z")}
+	res, err := a.BarsMulti(context.Background(), req) // Purpose "" counts as backfill
+	require.NoError(t, err)
+	require.Equal(t, map[string][]Bar{"AAPL": nil, "MSFT": nil}, res.Bars)
+	req.Purpose = PurposeRefresh
+	_, err = a.BarsMulti(context.Background(), req)
+	require.NoError(t, err)
+	_, err = a.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.D1, From: req.From, To: req.To, Purpose: PurposeRefresh})
+	require.NoError(t, err)
+	_, err = a.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.D1, From: req.From, To: req.To, Purpose: "nonsense"})
+	require.NoError(t, err)
+
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP backfill_provider_zero_bar_requests_total Successful provider requests (pages) that held no bar at all, by provider and purpose: the share of requests spent on nothing.
+# TYPE backfill_provider_zero_bar_requests_total counter
+backfill_provider_zero_bar_requests_total{provider="alpaca",purpose="backfill"} 2
+backfill_provider_zero_bar_requests_total{provider="alpaca",purpose="refresh"} 2
+backfill_provider_zero_bar_requests_total{provider="alpaca",purpose="repair"} 0
+`), "backfill_provider_zero_bar_requests_total"))
+	require.Equal(t, 2.0, testutil.ToFloat64(a.fetch.metrics.requests.WithLabelValues("alpaca", PurposeRefresh)))
+	require.Equal(t, 2.0, testutil.ToFloat64(a.fetch.metrics.requests.WithLabelValues("alpaca", PurposeBackfill)), "an unknown purpose is counted as backfill")
+}
+
+func TestAlpacaBarsMultiInvalidSymbolIsRejectedAndTheRestArrive(t *testing.T) {
+	t.Parallel()
+	data := map[string][]Bar{
+		"AAPL": dailyBars("2024-03-04T05:00:00Z", 3, 170),
+		"MSFT": dailyBars("2024-03-04T05:00:00Z", 3, 400),
+		"NVDA": dailyBars("2024-03-04T05:00:00Z", 3, 800),
+	}
+	ok := multiBars(t, data, 4)
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(strings.Split(r.URL.Query().Get("symbols"), ","), "BAD") {
+			writeJSON(w, 400, []byte(`{"code":40010001,"message":"invalid symbol: BAD"}`))
+			return
+		}
+		ok(w, r)
+	})
+	reg := prometheus.NewRegistry()
+	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Registerer = reg })
+	res, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL", "BAD", "MSFT", "NVDA"}, Timeframe: market.D1,
+		From: utc("2024-03-04T00:00:00Z"), To: utc("2024-03-10T00:00:00Z")})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]Bar{"AAPL": data["AAPL"], "MSFT": data["MSFT"], "NVDA": data["NVDA"]}, res.Bars)
+	require.Len(t, res.Rejected, 1)
+	var pe *Error
+	require.ErrorAs(t, res.Rejected["BAD"], &pe)
+	require.Equal(t, Permanent, pe.Kind)
+	require.Equal(t, 400, pe.Status)
+	require.Equal(t, "40010001", pe.Code)
+	require.Contains(t, pe.Error(), "invalid symbol: BAD")
+
+	// One refused request, then the batch again without BAD from its first page: 9 bars, 3 pages.
+	require.Equal(t, []string{"AAPL,BAD,MSFT,NVDA", "AAPL,MSFT,NVDA", "AAPL,MSFT,NVDA", "AAPL,MSFT,NVDA"}, symbolsOf(srv.requests()))
+	require.Empty(t, srv.requests()[1].Query.Get("page_token"))
+	require.Equal(t, 1.0, testutil.ToFloat64(a.fetch.metrics.errors.WithLabelValues("alpaca", "permanent")), "one rejected symbol")
+}
+
+func TestAlpacaBarsMultiBisectsAnUnnamedRefusal(t *testing.T) {
+	t.Parallel()
+	syms := []string{"AAA", "BBB", "CCC", "DDD", "EEE", "ZZZ", "GGG", "HHH"}
+	data := map[string][]Bar{}
+	for i, s := range syms {
+		if s != "ZZZ" {
+			data[s] = dailyBars("2024-03-04T05:00:00Z", 1, float64(10*(i+1)))
+		}
+	}
+	ok := multiBars(t, data, 100)
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Query().Get("symbols"), "ZZZ") {
+			writeJSON(w, 422, []byte(`{"code":42210000,"message":"request is invalid"}`))
+			return
+		}
+		ok(w, r)
+	})
+	a := newTestAlpaca(t, srv, nil)
+	res, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: syms, Timeframe: market.D1,
+		From: utc("2024-03-04T00:00:00Z"), To: utc("2024-03-05T00:00:00Z")})
+	require.NoError(t, err)
+	require.Equal(t, []string{"ZZZ"}, slices.Collect(maps.Keys(res.Rejected)))
+	require.True(t, IsPermanent(res.Rejected["ZZZ"]))
+	require.Len(t, res.Bars, 7)
+	for _, s := range syms {
+		if s != "ZZZ" {
+			require.Equal(t, data[s], res.Bars[s], s)
+		}
+	}
+	// All 8, the good half, the bad half, its bad quarter, EEE alone, ZZZ alone, the good quarter:
+	// 2·log2(8)+1 requests.
+	require.Equal(t, []string{"AAA,BBB,CCC,DDD,EEE,ZZZ,GGG,HHH", "AAA,BBB,CCC,DDD", "EEE,ZZZ,GGG,HHH", "EEE,ZZZ", "EEE", "ZZZ", "GGG,HHH"},
+		symbolsOf(srv.requests()))
+}
+
+func TestAlpacaBarsMultiRefusesEveryoneAlone(t *testing.T) {
+	t.Parallel()
+	// A 4xx whatever the symbols ends with every symbol rejected on its own, in 2n−1 requests.
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 400, []byte(`{"code":40010000,"message":"bad request"}`))
+	})
+	a := newTestAlpaca(t, srv, nil)
+	res, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"A", "B", "C"}, Timeframe: market.D1,
+		From: utc("2024-03-04T00:00:00Z"), To: utc("2024-03-05T00:00:00Z")})
+	require.NoError(t, err)
+	require.Len(t, res.Rejected, 3, "%v", res.Rejected)
+	require.Empty(t, res.Bars)
+	require.Len(t, srv.requests(), 5)
+}
+
+func TestAlpacaBarsMultiCryptoAndEmptyAreRejectedWithoutARequest(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, fixture(t, "alpaca/bars-multi-AAPL-NIO-1Day-final.json"))
+	})
+	a := newTestAlpaca(t, srv, nil)
+	req := MultiRequest{Symbols: []string{"BTC/USD", "", "AAPL", "AAPL"}, Timeframe: market.D1, From: utc("2021-10-13T04:00:00Z"), To: utc("2021-10-14T04:00:00Z")}
+	res, err := a.BarsMulti(context.Background(), req)
+	require.NoError(t, err)
+	require.Len(t, res.Rejected, 2)
+	require.True(t, IsPermanent(res.Rejected["BTC/USD"]))
+	require.Contains(t, res.Rejected["BTC/USD"].Error(), "crypto pair")
+	require.True(t, IsPermanent(res.Rejected[""]))
+	require.Equal(t, []string{"2021-10-13T04:00:00Z"}, stamps(res.Bars["AAPL"]))
+	require.Equal(t, []string{"AAPL"}, symbolsOf(srv.requests()))
+
+	res, err = a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"ETH/USD"}, Timeframe: market.D1, From: req.From, To: req.To})
+	require.NoError(t, err)
+	require.Len(t, res.Rejected, 1)
+	require.Empty(t, res.Bars)
+	res, err = a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL"}, Timeframe: market.D1, From: req.From, To: req.From})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]Bar{"AAPL": nil}, res.Bars, "an empty range asks nothing")
+	_, err = a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL"}, Timeframe: "1D", From: req.From, To: req.To})
+	require.True(t, IsPermanent(err))
+	require.Len(t, srv.requests(), 1)
+}
+
+func TestAlpacaBarsMultiWholeCallFailures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		kind   Kind
+	}{
+		{name: "401", status: 401, kind: Permanent},
+		{name: "403 naming a symbol is still the keys", status: 403, body: `{"message":"subscription does not permit querying recent SIP data for AAPL"}`, kind: Permanent},
+		{name: "429", status: 429, body: `{"message":"too many requests."}`, kind: RateLimited},
+		{name: "500", status: 500, kind: Retryable},
+		{name: "408", status: 408, kind: Retryable},
+		{name: "malformed", status: 200, body: `{"bars":{"AAPL":[{"t":"2021-10-13T04:00:00Z","o":`, kind: Retryable},
+		{name: "list for many symbols", status: 200, body: `{"bars":[{"t":"2021-10-13T04:00:00Z","o":1}],"next_page_token":null}`, kind: Retryable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, tt.status, []byte(tt.body)) })
+			a := newTestAlpaca(t, srv, nil)
+			res, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL", "MSFT"}, Timeframe: market.D1,
+				From: utc("2021-10-13T04:00:00Z"), To: utc("2021-10-14T04:00:00Z")})
+			var pe *Error
+			require.ErrorAs(t, err, &pe)
+			require.Equal(t, tt.kind, pe.Kind, "%v", err)
+			require.Empty(t, res.Bars)
+			require.Empty(t, res.Rejected)
+			require.Len(t, srv.requests(), 1, "the caller retries the batch; nothing is split")
+		})
+	}
+}
+
+func TestAlpaca429PausesTheInjectedLimiter(t *testing.T) {
+	t.Parallel()
+	now := utc("2026-01-02T15:04:05Z")
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		writeJSON(w, 429, []byte(`{"message":"too many requests."}`))
+	})
+	lim := &fakeLimiter{}
+	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Limiter = lim; c.Now = func() time.Time { return now } })
+	_, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL", "MSFT"}, Timeframe: market.D1,
+		From: utc("2021-10-13T04:00:00Z"), To: utc("2021-10-14T04:00:00Z")})
+	require.True(t, IsRateLimited(err))
+	waits, pauses := lim.calls()
+	require.Equal(t, 1, waits)
+	require.Equal(t, []time.Time{now.Add(7 * time.Second)}, pauses)
+
+	// Bars goes through the same plumbing.
+	_, err = a.Bars(context.Background(), Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2021-10-13T04:00:00Z"), To: utc("2021-10-14T04:00:00Z")})
+	require.True(t, IsRateLimited(err))
+	waits, pauses = lim.calls()
+	require.Equal(t, 2, waits)
+	require.Len(t, pauses, 2)
+}
+
+func TestAlpacaExhaustedWindowPausesTheInjectedLimiter(t *testing.T) {
+	t.Parallel()
+	now := utc("2026-01-02T15:04:05Z")
+	reset := now.Add(30 * time.Second)
+	remaining := map[string]string{"": "0", metaToken1: "5", metaToken2: "0"}
+	resets := map[string]time.Time{"": reset, metaToken1: reset, metaToken2: now.Add(-time.Second)}
+	meta := metaServer(t)
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		tok := r.URL.Query().Get("page_token")
+		w.Header().Set("X-RateLimit-Limit", "200")
+		w.Header().Set("X-RateLimit-Remaining", remaining[tok])
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(resets[tok].Unix(), 10))
+		meta.Config.Handler.ServeHTTP(w, r)
+	})
+	lim := &fakeLimiter{}
+	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Limiter = lim; c.Now = func() time.Time { return now } })
+	res, err := a.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"META"}, Timeframe: market.D1, From: utc("2022-06-08T00:00:00Z"), To: utc("2022-06-14T00:00:00Z")})
+	require.NoError(t, err)
+	require.Len(t, res.Bars["META"], 4)
+	waits, pauses := lim.calls()
+	require.Equal(t, 3, waits, "one Wait per page")
+	require.Equal(t, []time.Time{reset}, pauses, "remaining 5 and a past reset pause nothing")
+}
+
+func TestAlpacaDefaultLimiterHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, 429, nil)
+			return
+		}
+		writeJSON(w, 200, fixture(t, "alpaca/bars-multi-AAPL-1Day-empty.json"))
+	})
+	reg := prometheus.NewRegistry()
+	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.Registerer = reg })
+	req := Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2022-02-01T00:00:00Z"), To: utc("2022-02-03T00:00:00Z")}
+	_, err := a.Bars(context.Background(), req)
+	require.True(t, IsRateLimited(err))
+	start := time.Now()
+	_, err = a.Bars(context.Background(), req)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "the in-process bucket sat out Retry-After")
+	require.Equal(t, 1.0, testutil.ToFloat64(a.fetch.metrics.waits.WithLabelValues("alpaca")))
+	require.Greater(t, testutil.ToFloat64(a.fetch.metrics.waitedSeconds.WithLabelValues("alpaca")), 0.9)
+}
+
+func TestBucketPause(t *testing.T) {
+	t.Parallel()
+	b := newBucket("alpaca", 600000, 1, time.Now)
+	b.Pause(context.Background(), time.Now().Add(100*time.Millisecond))
+	b.Pause(context.Background(), time.Now().Add(-time.Hour)) // earlier: no change
+	start := time.Now()
+	require.NoError(t, b.Wait(context.Background()))
+	require.GreaterOrEqual(t, time.Since(start), 90*time.Millisecond)
+	start = time.Now()
+	require.NoError(t, b.Wait(context.Background()))
+	require.Less(t, time.Since(start), 90*time.Millisecond, "the pause is over")
+
+	b.Pause(context.Background(), time.Now().Add(time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, b.Wait(ctx), context.DeadlineExceeded)
+
+	// A clock that does not move sleeps the pause once, not forever.
+	frozen := utc("2026-01-02T15:04:05Z")
+	f := newBucket("alpaca", 600000, 1, func() time.Time { return frozen })
+	f.Pause(context.Background(), frozen.Add(30*time.Millisecond))
+	require.NoError(t, f.Wait(context.Background()))
+}
+
+func TestAlpacaMaxSymbols(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	longest := 0
+	var srvURL string
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		longest = max(longest, len(srvURL+r.RequestURI))
+		mu.Unlock()
+		// One bar a page, so that every request but the first carries a page_token.
+		multiBars(t, map[string][]Bar{"SYMBOL000": dailyBars("2024-03-04T05:00:00Z", 2, 1), "SYMBOL001": dailyBars("2024-03-04T05:00:00Z", 2, 2)}, 1)(w, r)
+	})
+	srvURL = srv.URL
+	a := newTestAlpaca(t, srv, func(c *AlpacaConfig) { c.MaxURLBytes = 1500 })
+	k := a.MaxSymbols()
+	require.Positive(t, k)
+	require.Less(t, k, 1500/alpacaSymbolBytes)
+	syms := make([]string, k+1)
+	for i := range syms {
+		syms[i] = fmt.Sprintf("SYMBOL%03d", i) // 9 characters, the longest MaxSymbols assumes
+	}
+	req := MultiRequest{Symbols: syms[:k], Timeframe: market.M15, From: utc("2024-03-04T00:00:00Z"), To: utc("2024-03-06T00:00:00Z")}
+	res, err := a.BarsMulti(context.Background(), req)
+	require.NoError(t, err)
+	require.Len(t, res.Bars, k)
+	require.Len(t, srv.requests(), 4)
+	mu.Lock()
+	require.LessOrEqual(t, longest, 1500, "every URL, page_token included, fits")
+	mu.Unlock()
+
+	req.Symbols = syms
+	_, err = a.BarsMulti(context.Background(), req)
+	var pe *Error
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, Permanent, pe.Kind)
+	require.Equal(t, CodeInvalidRequest, pe.Code)
+	require.Contains(t, err.Error(), "MaxSymbols")
+
+	// As many symbols, but too long to fit: refused by the URL's length.
+	for i := range syms {
+		syms[i] = strings.Repeat("X", 20) + strconv.Itoa(i)
+	}
+	req.Symbols = syms[:k]
+	_, err = a.BarsMulti(context.Background(), req)
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, CodeInvalidRequest, pe.Code)
+	require.Contains(t, err.Error(), "MaxURLBytes")
+	require.Len(t, srv.requests(), 4, "refused batches send nothing")
+
+	def, err := NewAlpaca(AlpacaConfig{KeyID: "k", SecretKey: "s"})
+	require.NoError(t, err)
+	require.Greater(t, def.MaxSymbols(), 500, "8000 bytes hold several hundred symbols")
+	require.Less(t, def.MaxSymbols(), 1000)
+	wide, err := NewAlpaca(AlpacaConfig{KeyID: "k", SecretKey: "s", MaxURLBytes: 1 << 20})
+	require.NoError(t, err)
+	require.Equal(t, 1000, wide.MaxSymbols(), "capped by MaxSymbols")
+	_, err = NewAlpaca(AlpacaConfig{KeyID: "k", SecretKey: "s", MaxURLBytes: 300})
+	require.ErrorContains(t, err, "leaves no room for a symbol")
+}
+
+func TestNamedSymbols(t *testing.T) {
+	t.Parallel()
+	batch := []string{"AAPL", "BAD", "BRK", "A", "IS", "ON", "msft"}
+	tests := []struct {
+		msg  string
+		want []string
+	}{
+		{msg: "invalid symbol: BAD", want: []string{"BAD"}},
+		{msg: "Invalid Symbol: bad", want: []string{"BAD"}},
+		{msg: "invalid symbols: bad, aapl", want: []string{"BAD", "AAPL"}},
+		{msg: "invalid symbol: MSFT", want: []string{"msft"}},
+		{msg: "symbol BAD is not traded.", want: []string{"BAD"}},
+		{msg: "unknown symbol (MSFT)", want: []string{"msft"}},
+		{msg: "no such symbol BRK.B", want: nil},
+		{msg: "a bad request: limit is on the high side", want: nil},
+		{msg: "request is invalid", want: nil},
+		{msg: "invalid symbol: XYZ", want: nil},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, namedSymbols(tt.msg, batch), tt.msg)
 	}
 }

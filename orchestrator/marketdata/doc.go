@@ -24,6 +24,15 @@
 //     York time (04:00Z in summer, 05:00Z in winter) and kept as sent.
 //   - errors are {"code": 8 digits, "message": …}, or empty or HTML bodies (an nginx 401).
 //
+// Alpaca and Synthetic are also MultiProviders: BarsMulti fetches one timeframe and range for
+// up to MaxSymbols symbols in one request (Alpaca's limit is summed over the symbols, and its
+// pages are sorted by symbol then time, so a page may hold one symbol or span two). Alpaca's
+// MaxSymbols follows from MaxURLBytes. One bad symbol never fails its batch: crypto pairs and
+// empty symbols are rejected up front, and a 4xx other than 401/403/429 takes out the symbols
+// its message names ("invalid symbol: XYZ") and sends the batch again, or, naming none, splits
+// the batch in halves until the symbol refused alone is found. Those symbols are returned in
+// MultiResult.Rejected; bad keys, 429, 5xx, network errors and malformed bodies fail the call.
+//
 // Massive ("massive", formerly Polygon.io) calls GET
 // /v2/aggs/ticker/{T}/range/{mult}/{timespan}/{from}/{to}?adjusted=false&sort=asc&limit=50000
 // with the apiKey query parameter. The default host is api.massive.com; api.polygon.io is the same
@@ -40,9 +49,13 @@
 //
 // # Rate limits and errors
 //
-// Real providers pace themselves with a client-side token bucket (golang.org/x/time/rate) at the
-// plan's rate: Alpaca 200/min, Massive 5/min by default. A provider never retries on its own;
-// it returns an *Error whose Kind tells the caller what to do:
+// Real providers wait on a Limiter before every HTTP request (every page): by default an
+// in-process token bucket (golang.org/x/time/rate) at the plan's rate, Alpaca 200/min and
+// Massive 5/min; a deployment of several processes injects one shared budget instead. A 429's
+// Retry-After (else X-RateLimit-Reset) and any answer with X-RateLimit-Remaining 0 and a future
+// X-RateLimit-Reset pause the Limiter until then when it is a Pauser (the default one is). A
+// provider never retries on its own; it returns an *Error whose Kind tells the caller what to
+// do:
 //
 //	network error, timeout, 5xx, 408       Retryable
 //	2xx with a malformed or truncated body Retryable (usually a cut connection)
@@ -58,7 +71,12 @@
 // # Metrics
 //
 // Each provider registers on an injected prometheus.Registerer (nil: none), labelled by
-// provider only: backfill_provider_request_duration_seconds (histogram, one observation per
-// HTTP page), backfill_provider_errors_total{kind}, backfill_provider_rate_limit_wait_seconds_total
-// and backfill_provider_rate_limit_waits_total. Several providers may share one registry.
+// provider: backfill_provider_request_duration_seconds (histogram, one observation per HTTP
+// page), backfill_provider_errors_total{kind} (a call's failure, or one rejected symbol of a
+// BarsMulti), backfill_provider_rate_limit_wait_seconds_total and
+// backfill_provider_rate_limit_waits_total (Waits of a millisecond or more), and, by purpose
+// (backfill, refresh, repair; from Request.Purpose, empty or unknown counting as backfill),
+// backfill_provider_requests_total{purpose} (HTTP pages sent; simulated pages for synthetic)
+// and backfill_provider_zero_bar_requests_total{purpose} (successful pages without a bar).
+// Several providers may share one registry.
 package marketdata

@@ -49,6 +49,7 @@ const (
 	CodeUnsupportedTimeframe = "unsupported_timeframe"
 	CodePagination           = "pagination"
 	CodeInjected             = "injected"
+	CodeLimiter              = "limiter" // an injected Limiter failed (not the context ending)
 )
 
 // Error is a classified provider failure. Error() is safe to store in job_runs.error_message

@@ -12,16 +12,14 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
-// fetcher is the HTTP plumbing Alpaca and Massive share: the client-side limiter (with its
-// waits counted), one GET, and the classification of what came back.
+// fetcher is the HTTP plumbing Alpaca and Massive share: the limiter (with its waits counted),
+// one GET, the pauses the provider asks for, and the classification of what came back.
 type fetcher struct {
 	provider string
 	client   *http.Client
-	limiter  *rate.Limiter
+	limiter  Limiter
 	metrics  *metrics
 	logger   *slog.Logger
 	now      func() time.Time
@@ -29,37 +27,38 @@ type fetcher struct {
 	maxBody  int64
 }
 
-// newLimiter allows perMinute requests a minute with the given burst.
-func newLimiter(perMinute float64, burst int) *rate.Limiter {
-	return rate.NewLimiter(rate.Limit(perMinute/60), burst)
-}
+// minWait is the shortest Wait counted as a wait in the metrics: below it a token was at hand,
+// and the time is the limiter's own overhead (a mutex, a round trip to a shared budget).
+const minWait = time.Millisecond
 
-// wait blocks until the limiter allows one request, counting the wait in the metrics.
+// wait blocks until the limiter allows one request, counting the time spent in the metrics.
 func (f *fetcher) wait(ctx context.Context) error {
-	r := f.limiter.Reserve()
-	if !r.OK() {
-		return &Error{Provider: f.provider, Kind: Permanent, Code: CodeInvalidRequest, Message: "rate limiter refuses every request (burst 0)"}
+	start := time.Now()
+	err := f.limiter.Wait(ctx)
+	d := time.Since(start)
+	if d >= minWait {
+		f.metrics.wait(d)
+		f.logger.Debug("waited for provider rate limiter", "provider", f.provider, "wait_ms", d.Milliseconds())
 	}
-	d := r.Delay()
-	if d <= 0 {
+	if err == nil {
 		return nil
 	}
-	f.metrics.wait(d)
-	f.logger.Debug("waiting for provider rate limiter", "provider", f.provider, "wait_ms", d.Milliseconds())
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		r.Cancel()
+	if ctx.Err() != nil {
 		return interrupted(f.provider, "the wait for the rate limiter", ctx.Err())
 	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	// An injected limiter (a budget shared through the database) may fail on its own.
+	return &Error{Provider: f.provider, Kind: Retryable, Code: CodeLimiter, Message: "rate limiter: " + safeText(err.Error()), Err: err}
 }
 
-// get performs one rate-limited GET and returns the body of a 2xx answer, or a classified
-// *Error (or the context's error when ctx ended).
-func (f *fetcher) get(ctx context.Context, u *url.URL, header http.Header) ([]byte, error) {
+// get performs one rate-limited GET, counted under purpose (a Purpose… constant), and returns
+// the body of a 2xx answer, or a classified *Error (or the context's error when ctx ended).
+// A 429's Retry-After and an exhausted window (X-RateLimit-Remaining 0 until X-RateLimit-Reset)
+// pause the limiter when it is a Pauser, so the next request waits for the provider.
+func (f *fetcher) get(ctx context.Context, u *url.URL, header http.Header, purpose string) ([]byte, error) {
 	if err := f.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -72,11 +71,15 @@ func (f *fetcher) get(ctx context.Context, u *url.URL, header http.Header) ([]by
 	}
 	req.Header.Set("Accept", "application/json")
 
+	f.metrics.request(purpose)
 	start := time.Now()
 	body, status, hdr, err := f.roundTrip(req)
 	elapsed := time.Since(start)
 	f.metrics.observe(elapsed)
 	f.logger.Debug("provider request", "provider", f.provider, "path", u.Path, "status", status, "duration_ms", elapsed.Milliseconds())
+	if hdr != nil {
+		f.pause(ctx, status, hdr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, interrupted(f.provider, "the request", ctx.Err())
@@ -87,6 +90,37 @@ func (f *fetcher) get(ctx context.Context, u *url.URL, header http.Header) ([]by
 		return body, nil
 	}
 	return nil, f.statusError(status, hdr, body)
+}
+
+// pause tells a pausing limiter to hold requests back until the provider allows them again:
+// after a 429, for Retry-After (else until X-RateLimit-Reset); after any answer whose
+// X-RateLimit-Remaining is 0, until X-RateLimit-Reset (Alpaca's window end, Unix seconds).
+func (f *fetcher) pause(ctx context.Context, status int, hdr http.Header) {
+	p, ok := f.limiter.(Pauser)
+	if !ok {
+		return
+	}
+	now := f.now()
+	var until time.Time
+	if status == http.StatusTooManyRequests {
+		d := parseRetryAfter(hdr.Get("Retry-After"), now)
+		if d == 0 {
+			d = parseRateLimitReset(hdr.Get("X-RateLimit-Reset"), now)
+		}
+		if d > 0 {
+			until = now.Add(d)
+		}
+	}
+	if strings.TrimSpace(hdr.Get("X-RateLimit-Remaining")) == "0" {
+		if d := parseRateLimitReset(hdr.Get("X-RateLimit-Reset"), now); d > 0 && now.Add(d).After(until) {
+			until = now.Add(d)
+		}
+	}
+	if until.IsZero() {
+		return
+	}
+	f.logger.Debug("pausing provider requests", "provider", f.provider, "status", status, "until", until.UTC().Format(time.RFC3339))
+	p.Pause(ctx, until)
 }
 
 func (f *fetcher) roundTrip(req *http.Request) (body []byte, status int, hdr http.Header, err error) {

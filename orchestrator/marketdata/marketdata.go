@@ -102,6 +102,9 @@ var (
 	_ Provider = (*Synthetic)(nil)
 	_ Provider = (*Alpaca)(nil)
 	_ Provider = (*Massive)(nil)
+
+	_ MultiProvider = (*Synthetic)(nil)
+	_ MultiProvider = (*Alpaca)(nil)
 )
 
 // check validates a request; its errors are permanent (retrying cannot fix them).
@@ -109,9 +112,14 @@ func (r Request) check(provider string) error {
 	if r.Symbol == "" {
 		return &Error{Provider: provider, Kind: Permanent, Code: CodeInvalidRequest, Message: "empty symbol"}
 	}
-	if !r.Timeframe.Valid() {
+	return checkTimeframe(provider, r.Timeframe)
+}
+
+// checkTimeframe refuses a timeframe this package does not know, as a permanent error.
+func checkTimeframe(provider string, tf market.Timeframe) error {
+	if !tf.Valid() {
 		return &Error{Provider: provider, Kind: Permanent, Code: CodeUnsupportedTimeframe,
-			Message: fmt.Sprintf("unsupported timeframe %q (want m15, h1, h4, d1 or w1)", string(r.Timeframe))}
+			Message: fmt.Sprintf("unsupported timeframe %q (want m15, h1, h4, d1 or w1)", string(tf))}
 	}
 	return nil
 }

@@ -30,6 +30,11 @@ type MassiveConfig struct {
 	RequestsPerMinute float64
 	// Burst is how many requests may go at once before the limiter paces them. Default 1.
 	Burst int
+	// Limiter paces every request (every page). When it is also a Pauser, a 429's Retry-After
+	// and an exhausted X-RateLimit window pause it. Default nil: an in-process token bucket at
+	// RequestsPerMinute and Burst, which pauses the same way; RequestsPerMinute and Burst are
+	// ignored when a Limiter is set.
+	Limiter Limiter
 	// MaxPages bounds the next_url pages followed for one request. Default 1000.
 	MaxPages int
 	// HTTPClient sends the requests. Default: a client with a 30 s timeout.
@@ -63,6 +68,9 @@ func (c MassiveConfig) withDefaults() MassiveConfig {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Limiter == nil {
+		c.Limiter = newBucket("massive", c.RequestsPerMinute, c.Burst, c.Now)
 	}
 	return c
 }
@@ -114,7 +122,7 @@ func NewMassive(cfg MassiveConfig) (*Massive, error) {
 	return &Massive{cfg: cfg, base: base, ny: ny, fetch: &fetcher{
 		provider: "massive",
 		client:   cfg.HTTPClient,
-		limiter:  newLimiter(cfg.RequestsPerMinute, cfg.Burst),
+		limiter:  cfg.Limiter,
 		metrics:  m,
 		logger:   cfg.Logger,
 		now:      cfg.Now,
@@ -208,13 +216,16 @@ func (m *Massive) bars(ctx context.Context, req Request) ([]Bar, error) {
 			return nil, &Error{Provider: "massive", Kind: Permanent, Code: CodePagination,
 				Message: fmt.Sprintf("more than %d pages; next_url never ended", m.cfg.MaxPages)}
 		}
-		body, err := m.fetch.get(ctx, u, nil)
+		body, err := m.fetch.get(ctx, u, nil, req.Purpose)
 		if err != nil {
 			return nil, err
 		}
 		var p massivePage
 		if err := json.Unmarshal(body, &p); err != nil {
 			return nil, malformed("massive", http.StatusOK, err)
+		}
+		if len(p.Results) == 0 {
+			m.fetch.metrics.zeroBar(req.Purpose)
 		}
 		for _, b := range p.Results {
 			out = append(out, Bar{TS: time.UnixMilli(b.T), Open: b.O, High: b.H, Low: b.L, Close: b.C, Volume: float64(b.V)})

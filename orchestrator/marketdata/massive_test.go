@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,4 +265,40 @@ func TestMassiveConfig(t *testing.T) {
 	require.Equal(t, 5.0, m.cfg.RequestsPerMinute)
 	_, err = m.Bars(context.Background(), Request{Symbol: "BTC/USD", Timeframe: market.D1, From: utc("2020-01-01T00:00:00Z"), To: utc("2020-01-02T00:00:00Z")})
 	require.True(t, IsPermanent(err), "refused before any request")
+}
+
+func TestMassiveInjectedLimiterAndPurpose(t *testing.T) {
+	t.Parallel()
+	now := utc("2026-01-02T15:04:05Z")
+	var calls atomic.Int32
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			writeJSON(w, 200, fixture(t, "massive/docs-aggs-AAPL-1-day-page-with-next_url-api.massive.com.json"))
+		case 2:
+			writeJSON(w, 200, fixture(t, "massive/aggs-empty-results-null-2020.json"))
+		default:
+			w.Header().Set("Retry-After", "12")
+			writeJSON(w, 429, []byte(`{"status":"ERROR","error":"You've exceeded the maximum requests per minute"}`))
+		}
+	})
+	lim := &fakeLimiter{}
+	reg := prometheus.NewRegistry()
+	m := newTestMassive(t, srv.URL, srv.Client(), func(c *MassiveConfig) {
+		c.Limiter = lim
+		c.Registerer = reg
+		c.Now = func() time.Time { return now }
+	})
+	req := Request{Symbol: "AAPL", Timeframe: market.D1, From: utc("2020-01-01T05:00:00Z"), To: utc("2020-01-11T05:00:00Z"), Purpose: PurposeRepair}
+	bars, err := m.Bars(context.Background(), req)
+	require.NoError(t, err)
+	require.Len(t, bars, 2)
+	_, err = m.Bars(context.Background(), req)
+	require.True(t, IsRateLimited(err))
+
+	waits, pauses := lim.calls()
+	require.Equal(t, 3, waits, "one Wait per page")
+	require.Equal(t, []time.Time{now.Add(12 * time.Second)}, pauses)
+	require.Equal(t, 3.0, testutil.ToFloat64(m.fetch.metrics.requests.WithLabelValues("massive", PurposeRepair)))
+	require.Equal(t, 1.0, testutil.ToFloat64(m.fetch.metrics.zeroBars.WithLabelValues("massive", PurposeRepair)), "the null page")
 }

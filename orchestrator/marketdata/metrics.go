@@ -10,8 +10,8 @@ import (
 
 var requestBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 
-// metrics are the provider series. Labels are bounded: provider and kind, never a symbol.
-// Every provider registers the same three collectors; the second one to register on a registry
+// metrics are the provider series. Labels are bounded: provider, kind and purpose (the three
+// Purpose… values), never a symbol. Every provider registers the same collectors; the second one to register on a registry
 // shares the first one's (AlreadyRegisteredError.ExistingCollector), so Alpaca and Massive can
 // live on one registry.
 type metrics struct {
@@ -20,6 +20,21 @@ type metrics struct {
 	errors        *prometheus.CounterVec
 	waitedSeconds *prometheus.CounterVec
 	waits         *prometheus.CounterVec
+	requests      *prometheus.CounterVec
+	zeroBars      *prometheus.CounterVec
+}
+
+// purposes are the values of the purpose label.
+var purposes = []string{PurposeBackfill, PurposeRefresh, PurposeRepair}
+
+// purposeLabel keeps the label bounded: "" and any value not a Purpose… constant count as
+// PurposeBackfill.
+func purposeLabel(p string) string {
+	switch p {
+	case PurposeRefresh, PurposeRepair:
+		return p
+	}
+	return PurposeBackfill
 }
 
 func newMetrics(provider string, reg prometheus.Registerer) (*metrics, error) {
@@ -42,6 +57,14 @@ func newMetrics(provider string, reg prometheus.Registerer) (*metrics, error) {
 			Name: "backfill_provider_rate_limit_waits_total",
 			Help: "Requests that had to wait for the client-side rate limiter, by provider.",
 		}, []string{"provider"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backfill_provider_requests_total",
+			Help: "Provider requests sent (one HTTP page; one simulated page for synthetic), whatever their outcome, by provider and purpose: backfill, refresh or repair.",
+		}, []string{"provider", "purpose"}),
+		zeroBars: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backfill_provider_zero_bar_requests_total",
+			Help: "Successful provider requests (pages) that held no bar at all, by provider and purpose: the share of requests spent on nothing.",
+		}, []string{"provider", "purpose"}),
 	}
 	if reg != nil {
 		var err error
@@ -57,6 +80,12 @@ func newMetrics(provider string, reg prometheus.Registerer) (*metrics, error) {
 		if m.waits, err = register(reg, m.waits); err != nil {
 			return nil, err
 		}
+		if m.requests, err = register(reg, m.requests); err != nil {
+			return nil, err
+		}
+		if m.zeroBars, err = register(reg, m.zeroBars); err != nil {
+			return nil, err
+		}
 	}
 	// Every series of this provider exists from the start, so rate() and absent() behave.
 	m.duration.WithLabelValues(provider)
@@ -65,6 +94,10 @@ func newMetrics(provider string, reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.waitedSeconds.WithLabelValues(provider)
 	m.waits.WithLabelValues(provider)
+	for _, p := range purposes {
+		m.requests.WithLabelValues(provider, p)
+		m.zeroBars.WithLabelValues(provider, p)
+	}
 	return m, nil
 }
 
@@ -100,4 +133,14 @@ func (m *metrics) wait(d time.Duration) {
 	}
 	m.waits.WithLabelValues(m.provider).Inc()
 	m.waitedSeconds.WithLabelValues(m.provider).Add(d.Seconds())
+}
+
+// request counts one request (page) sent for purpose.
+func (m *metrics) request(purpose string) {
+	m.requests.WithLabelValues(m.provider, purposeLabel(purpose)).Inc()
+}
+
+// zeroBar counts one successful request (page) for purpose that held no bar.
+func (m *metrics) zeroBar(purpose string) {
+	m.zeroBars.WithLabelValues(m.provider, purposeLabel(purpose)).Inc()
 }

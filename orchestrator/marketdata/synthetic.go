@@ -24,9 +24,13 @@ type SyntheticConfig struct {
 	// range of more than PageLimit bars costs several round trips, as with a real provider.
 	// Default 0.
 	Latency time.Duration
-	// PageLimit is the simulated page size in bars. Default 10,000 (Alpaca's).
+	// PageLimit is the simulated page size in bars, summed over the symbols of a BarsMulti
+	// call as Alpaca's limit is. Default 10,000 (Alpaca's).
 	PageLimit int
-	// ErrorRate is the fraction of calls, in [0, 1], that fail with a retryable error. Default 0.
+	// MaxSymbols is how many symbols one BarsMulti call may name. Default 1000.
+	MaxSymbols int
+	// ErrorRate is the fraction of calls, in [0, 1], that fail with a retryable error (a
+	// BarsMulti call fails whole). Default 0.
 	ErrorRate float64
 	// Seed makes the sequence of injected errors reproducible (the n-th call fails or not for
 	// a given seed). Default 0. Bar values do not depend on it.
@@ -55,6 +59,9 @@ func (c SyntheticConfig) withDefaults() SyntheticConfig {
 	if c.Hours == 0 {
 		c.Hours = market.RegularHours
 	}
+	if c.MaxSymbols == 0 {
+		c.MaxSymbols = 1000
+	}
 	return c
 }
 
@@ -64,6 +71,9 @@ func (c SyntheticConfig) validate() error {
 	}
 	if c.PageLimit < 1 {
 		return fmt.Errorf("synthetic: PageLimit %d: want at least 1", c.PageLimit)
+	}
+	if c.MaxSymbols < 1 {
+		return fmt.Errorf("synthetic: MaxSymbols %d: want at least 1", c.MaxSymbols)
 	}
 	if c.Hours != market.RegularHours && c.Hours != market.ExtendedHours {
 		return fmt.Errorf("synthetic: Hours %v: want regular or extended", c.Hours)
@@ -129,39 +139,108 @@ func (s *Synthetic) bars(ctx context.Context, req Request) ([]Bar, error) {
 	if err := req.check("synthetic"); err != nil {
 		return nil, err
 	}
-	// Never a bar that starts after now: the range becomes [From, min(To, now+1ns)).
-	to := req.To
+	out := s.generate(req.Symbol, req.Timeframe, req.From, req.To)
+	if err := s.simulate(ctx, len(out), req.Purpose); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// BarsMulti implements MultiProvider: each symbol's bars as Bars would return them, as one
+// simulated request of ceil(total bars / PageLimit) pages (at least one), each costing
+// Latency. Crypto pairs are served; an empty symbol is rejected; an injected error fails the
+// whole call.
+func (s *Synthetic) BarsMulti(ctx context.Context, req MultiRequest) (MultiResult, error) {
+	start := time.Now()
+	res, err := s.barsMulti(ctx, req)
+	s.metrics.observe(time.Since(start))
+	if err != nil {
+		s.metrics.fail(err)
+		return MultiResult{}, err
+	}
+	for _, e := range res.Rejected {
+		s.metrics.fail(e)
+	}
+	return res, nil
+}
+
+func (s *Synthetic) barsMulti(ctx context.Context, req MultiRequest) (MultiResult, error) {
+	if err := checkTimeframe("synthetic", req.Timeframe); err != nil {
+		return MultiResult{}, err
+	}
+	if len(req.Symbols) > s.cfg.MaxSymbols {
+		return MultiResult{}, &Error{Provider: "synthetic", Kind: Permanent, Code: CodeInvalidRequest,
+			Message: fmt.Sprintf("%d symbols in one request; at most %d (MaxSymbols): split the batch", len(req.Symbols), s.cfg.MaxSymbols)}
+	}
+	res := MultiResult{Bars: map[string][]Bar{}, Rejected: map[string]error{}}
+	total := 0
+	for _, sym := range req.Symbols {
+		if sym == "" {
+			res.Rejected[sym] = &Error{Provider: "synthetic", Kind: Permanent, Code: CodeInvalidRequest, Message: "empty symbol"}
+			continue
+		}
+		if _, dup := res.Bars[sym]; dup {
+			continue
+		}
+		bars := s.generate(sym, req.Timeframe, req.From, req.To)
+		res.Bars[sym] = bars
+		total += len(bars)
+	}
+	if err := s.simulate(ctx, total, req.Purpose); err != nil {
+		return MultiResult{}, err
+	}
+	return res, nil
+}
+
+// generate returns symbol's bars in [from, to), never one starting after now: the range
+// becomes [from, min(to, now+1ns)).
+func (s *Synthetic) generate(symbol string, tf market.Timeframe, from, to time.Time) []Bar {
 	if now := s.cfg.Now(); now.Before(to) {
 		to = now.Add(time.Nanosecond)
 	}
 	var out []Bar
-	if to.After(req.From) {
-		for _, ts := range s.starts(req.Symbol, req.Timeframe, req.From.UTC(), to.UTC()) {
-			out = append(out, s.bar(req.Symbol, req.Timeframe, ts))
+	if to.After(from) {
+		for _, ts := range s.starts(symbol, tf, from.UTC(), to.UTC()) {
+			out = append(out, s.bar(symbol, tf, ts))
 		}
 	}
+	return out
+}
+
+// simulate plays the request that would have answered n bars: its pages are counted under
+// purpose and cost Latency each, then an injected error may fail it.
+func (s *Synthetic) simulate(ctx context.Context, n int, purpose string) error {
+	pages := max(1, (n+s.cfg.PageLimit-1)/s.cfg.PageLimit)
+	for range pages {
+		s.metrics.request(purpose)
+	}
 	if s.cfg.Latency > 0 {
-		pages := max(1, (len(out)+s.cfg.PageLimit-1)/s.cfg.PageLimit)
 		t := time.NewTimer(time.Duration(pages) * s.cfg.Latency)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, interrupted("synthetic", "the simulated latency", ctx.Err())
+			return interrupted("synthetic", "the simulated latency", ctx.Err())
 		}
 	} else if err := ctx.Err(); err != nil {
-		return nil, interrupted("synthetic", "the call", err)
+		return interrupted("synthetic", "the call", err)
 	}
 	if s.cfg.ErrorRate > 0 {
 		s.mu.Lock()
 		fail := s.rng.Float64() < s.cfg.ErrorRate
 		s.mu.Unlock()
 		if fail {
-			return nil, &Error{Provider: "synthetic", Kind: Retryable, Code: CodeInjected, Message: "injected error (simulated provider fault)"}
+			return &Error{Provider: "synthetic", Kind: Retryable, Code: CodeInjected, Message: "injected error (simulated provider fault)"}
 		}
 	}
-	return out, nil
+	if n == 0 {
+		s.metrics.zeroBar(purpose) // the one page, answered and empty
+	}
+	return nil
 }
+
+// MaxSymbols is how many symbols one BarsMulti call may name (SyntheticConfig.MaxSymbols).
+func (s *Synthetic) MaxSymbols() int { return s.cfg.MaxSymbols }
 
 // Grid is the bar grid the provider follows.
 func (s *Synthetic) Grid() market.Grid { return s.grid }

@@ -320,3 +320,77 @@ func TestSyntheticConfigAndRequests(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, bars)
 }
+
+func TestSyntheticBarsMulti(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	s := newTestSynthetic(t, func(c *SyntheticConfig) { c.Registerer = reg })
+	from, to := utc("2026-03-02T00:00:00Z"), utc("2026-03-04T00:00:00Z")
+	res, err := s.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL", "BTC/USD", "", "MSFT", "AAPL"}, Timeframe: market.H1, From: from, To: to, Purpose: PurposeRefresh})
+	require.NoError(t, err)
+	require.Len(t, res.Bars, 3)
+	for _, sym := range []string{"AAPL", "BTC/USD", "MSFT"} {
+		want, err := s.Bars(context.Background(), Request{Symbol: sym, Timeframe: market.H1, From: from, To: to})
+		require.NoError(t, err)
+		require.NotEmpty(t, want)
+		require.Equal(t, want, res.Bars[sym], sym)
+	}
+	require.Len(t, res.Rejected, 1)
+	require.True(t, IsPermanent(res.Rejected[""]))
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.requests.WithLabelValues("synthetic", PurposeRefresh)), "62 bars: one page")
+	require.Equal(t, 3.0, testutil.ToFloat64(s.metrics.requests.WithLabelValues("synthetic", PurposeBackfill)), "the three Bars calls")
+
+	_, err = s.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL"}, Timeframe: "mn1", From: from, To: to})
+	require.True(t, IsPermanent(err))
+	require.Equal(t, 1000, s.MaxSymbols())
+}
+
+func TestSyntheticBarsMultiPagesAndZeroBars(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	// 3 × 25 round-the-clock m15 bars = 75 bars, summed over the symbols: 8 pages of 10.
+	s := newTestSynthetic(t, func(c *SyntheticConfig) {
+		c.PageLimit = 10
+		c.Latency = 10 * time.Millisecond
+		c.MaxSymbols = 3
+		c.Registerer = reg
+	})
+	start := time.Now()
+	res, err := s.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"BTC/USD", "ETH/USD", "SOL/USD"}, Timeframe: market.M15,
+		From: utc("2026-03-02T00:00:00Z"), To: utc("2026-03-02T06:15:00Z"), Purpose: PurposeRepair})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 80*time.Millisecond, "Latency per page")
+	for _, bars := range res.Bars {
+		require.Len(t, bars, 25)
+	}
+	require.Equal(t, 8.0, testutil.ToFloat64(s.metrics.requests.WithLabelValues("synthetic", PurposeRepair)))
+	require.Equal(t, 0.0, testutil.ToFloat64(s.metrics.zeroBars.WithLabelValues("synthetic", PurposeRepair)))
+
+	// A weekend for stocks: one page, empty.
+	res, err = s.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL", "MSFT"}, Timeframe: market.M15,
+		From: utc("2026-03-07T00:00:00Z"), To: utc("2026-03-09T00:00:00Z")})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]Bar{"AAPL": nil, "MSFT": nil}, res.Bars)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.requests.WithLabelValues("synthetic", PurposeBackfill)))
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.zeroBars.WithLabelValues("synthetic", PurposeBackfill)))
+
+	_, err = s.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"A", "B", "C", "D"}, Timeframe: market.M15,
+		From: utc("2026-03-07T00:00:00Z"), To: utc("2026-03-09T00:00:00Z")})
+	var pe *Error
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, CodeInvalidRequest, pe.Code)
+	require.Contains(t, err.Error(), "MaxSymbols")
+}
+
+func TestSyntheticBarsMultiInjectedErrorsFailTheCall(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	s := newTestSynthetic(t, func(c *SyntheticConfig) { c.ErrorRate = 1; c.Registerer = reg })
+	res, err := s.BarsMulti(context.Background(), MultiRequest{Symbols: []string{"AAPL", "MSFT"}, Timeframe: market.D1,
+		From: utc("2026-03-02T00:00:00Z"), To: utc("2026-03-04T00:00:00Z")})
+	require.True(t, IsRetryable(err))
+	require.Empty(t, res.Bars)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.errors.WithLabelValues("synthetic", "retryable")))
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.requests.WithLabelValues("synthetic", PurposeBackfill)))
+	require.Equal(t, 0.0, testutil.ToFloat64(s.metrics.zeroBars.WithLabelValues("synthetic", PurposeBackfill)))
+}
