@@ -41,7 +41,7 @@ func (s *Service) Tick(ctx context.Context) (TickResult, error) {
 		if err != nil {
 			return err
 		}
-		res.Inserted, res.Requeued = planned.Inserted, planned.Requeued
+		res.Inserted, res.Requeued = planned.Inserted, planned.Requeued+planned.Refreshed
 		var depth int64
 		if err := tx.QueryRow(ctx, queueDepthSQL).Scan(&depth); err != nil {
 			return fmt.Errorf("count queued runs: %w", err)

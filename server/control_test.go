@@ -972,8 +972,9 @@ func TestControlRunTick(t *testing.T) {
 	require.NoError(t, err)
 	requireProto(t, &backfillv1.RunTickResponse{QueueDepth: int32(want)}, res)
 
-	// The open slice fetched before it ended is planned again.
-	f.exec(`UPDATE job_runs SET status = 'success', started_at = $2, finished_at = $2
+	// The open slice fetched before it ended (a minute before the tick) is planned again.
+	f.exec(`UPDATE job_runs SET status = 'success', started_at = $2::timestamptz - interval '1 minute',
+		finished_at = $2::timestamptz - interval '1 minute'
 		WHERE job_def_id = $1 AND slice_to > $2`, aapl, planNow)
 	res, err = c.RunTick(ctx, &backfillv1.RunTickRequest{})
 	require.NoError(t, err)
