@@ -29,6 +29,15 @@ func (g *gridProvider) Bars(ctx context.Context, req marketdata.Request) ([]mark
 	return g.Synthetic.Bars(ctx, req)
 }
 
+func (g *gridProvider) BarsMulti(ctx context.Context, req marketdata.MultiRequest) (marketdata.MultiResult, error) {
+	g.mu.Lock()
+	for _, sym := range req.Symbols {
+		g.reqs = append(g.reqs, marketdata.Request{Symbol: sym, Timeframe: req.Timeframe, From: req.From, To: req.To, Purpose: req.Purpose})
+	}
+	g.mu.Unlock()
+	return g.Synthetic.BarsMulti(ctx, req)
+}
+
 func (g *gridProvider) requests() []marketdata.Request {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -85,4 +94,65 @@ func TestClosedMarketIsNotRequested(t *testing.T) {
 	// Wednesday from 12:00Z (07:00 ET) to 20:00 ET, no bar on Thanksgiving, the early close's
 	// extended session 04:00–17:00 ET: 13 + 13 hours of quarter hours.
 	require.Equal(t, (13+13)*4, countBars(t, pool, week))
+}
+
+// scaledClock runs from start at scale times the wall clock's pace: a session in seconds.
+func scaledClock(start time.Time, scale float64) func() time.Time {
+	began := time.Now()
+	return func() time.Time { return start.Add(time.Duration(float64(time.Since(began)) * scale)) }
+}
+
+// Open slices are refreshed right after each bar of their timeframe closed (plus Settle), once
+// per bar and definition, not on a tick; at night nothing is refreshed at all.
+func TestRefreshFollowsTheCalendar(t *testing.T) {
+	t.Parallel()
+	ny := market.NYSE().Location()
+	for _, tc := range []struct {
+		name      string
+		start     time.Time // New York
+		wantAfter []time.Time
+	}{
+		// A Wednesday session: the m15 bars ending 10:15 and 10:30 (and the h1 bar at 11:00 is
+		// beyond the run) each bring one refresh, 2 s after the boundary.
+		{"session", time.Date(2026, 12, 2, 10, 9, 0, 0, ny), []time.Time{
+			time.Date(2026, 12, 2, 10, 15, 2, 0, ny), time.Date(2026, 12, 2, 10, 30, 2, 0, ny)}},
+		// The same night after the 20:00 close: no bar closes until 04:15.
+		{"night", time.Date(2026, 12, 2, 20, 21, 0, 0, ny), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool := pgtest.DB(t)
+			clock := scaledClock(tc.start.UTC(), 120) // 2 minutes a second
+			synth, err := marketdata.NewSynthetic(marketdata.SyntheticConfig{Hours: market.ExtendedHours, Now: clock})
+			require.NoError(t, err)
+			p := &gridProvider{Synthetic: synth}
+			addDef(t, pool, "REFA", market.M15, 300, 2)
+			addDef(t, pool, "REFB", market.M15, 300, 2)
+			events := make(chan done, 1000)
+			o := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Poll: 20 * time.Millisecond, Lease: time.Hour,
+				Settle: 2 * time.Second, Now: clock}, events, nil)
+			// Let the clock run 25 minutes.
+			end := tc.start.UTC().Add(25 * time.Minute)
+			for clock().Before(end) {
+				select {
+				case <-events:
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			require.NoError(t, o.Stop(t.Context()))
+			var refreshes []marketdata.Request
+			for _, r := range p.requests() {
+				require.False(t, r.To.After(clock()), "no request reaches into the future: %+v", r)
+				if r.Purpose == marketdata.PurposeRefresh {
+					refreshes = append(refreshes, r)
+				}
+			}
+			require.Len(t, refreshes, 2*len(tc.wantAfter), "one refresh per closed bar and definition: %+v", refreshes)
+			for i, r := range refreshes {
+				after := tc.wantAfter[i/2]
+				require.False(t, r.To.Before(after), "refresh %d asked up to %s, before the bar closed and settled (%s)", i, r.To.In(ny), after)
+				require.True(t, r.To.Before(after.Add(2*time.Minute)), "refresh %d came late: up to %s", i, r.To.In(ny))
+			}
+		})
+	}
 }

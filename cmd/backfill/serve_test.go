@@ -59,10 +59,21 @@ var slotSeq atomic.Int64
 // the replicator, which works asynchronously.
 func waitFor(t *testing.T, dbURL, query string, args ...any) {
 	t.Helper()
+	waitForWithin(t, 30*time.Second, dbURL, query, args...)
+}
+
+// waitForLong is waitFor for work paced by a provider's rate limit: at most 3 minutes.
+func waitForLong(t *testing.T, dbURL, query string, args ...any) {
+	t.Helper()
+	waitForWithin(t, 3*time.Minute, dbURL, query, args...)
+}
+
+func waitForWithin(t *testing.T, limit time.Duration, dbURL, query string, args ...any) {
+	t.Helper()
 	conn, err := pgx.Connect(t.Context(), dbURL)
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(limit)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -72,7 +83,7 @@ func waitFor(t *testing.T, dbURL, query string, args ...any) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("still false after 30s: %s", query)
+			t.Fatalf("still false after %s: %s", limit, query)
 		}
 		<-tick.C
 	}
