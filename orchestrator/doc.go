@@ -21,20 +21,55 @@
 //
 // A slice whose fetch succeeded is covered even when the provider returned no bars (nights,
 // weekends, holidays). coverage_status.covered keeps the exact union of fetched ranges; a
-// slice fetched while still open is covered only up to the moment it was fetched, so the
-// planner re-queues it on the next tick while the definition is enabled, and once more after
-// it closes, which fills its tail. Such a refresh fetches only from one bar before the end of
-// the covered stretch (that bar may have been forming), not the whole slice. Closed, covered
-// slices are never queued again, unless the window grows to take more of them. A failed
+// slice fetched while still open is covered only up to the moment it was fetched. Closed,
+// covered slices are never queued again, unless the window grows to take more of them. A failed
 // run stays failed until its definition changes (re-enabled, priority raised); the next pass
 // after that queues it again with its attempts reset.
 //
-// # Claims, failures and leases
+// Planning writes only what is new ([EnqueueAll], [EnqueueChanges]): slices without a run are
+// inserted, and a pass woken by a change plans only the definitions whose revision differs from
+// the one last planned (job_definitions.planned_revision), so its cost follows the change.
 //
-// [Claim] takes queued, due runs of enabled definitions with FOR UPDATE SKIP LOCKED, ordered
-// by the definition's priority as it is at that moment (watchlist 300 > chart view 200 >
-// search 100), then newest slice first. [Write] stores a finished slice with one statement:
-// bars, coverage and success.
+// # Refresh
+//
+// An open slice is queued again ([Refresh]) only once a bar of its timeframe has closed since
+// its last fetch started: the orchestrator computes, per timeframe and calendar (NYSE, or 24/7
+// for crypto pairs), the end of the newest bar on the provider's grid plus Config.Settle, and
+// re-queues the runs fetched before it; it wakes at the next bar close. During a session that is
+// right after each bar boundary, once more after the close, never at night, on weekends or
+// holidays. A slice that has ended since its fetch started is queued once more for its tail. A
+// refresh fetches only from one bar before the end of the covered stretch (that bar may have
+// been forming). Without a grid every open slice is refreshed on every tick.
+//
+// # Claim order
+//
+// [Claim] and [ClaimBatch] take queued, due runs with FOR UPDATE SKIP LOCKED in this order,
+// read from one index (job_runs_claim_idx), so a claim never sorts the queue:
+//
+//  1. a run that fetches a range for the first time (first bars, history, repairs, operators'
+//     retries) before any refresh (triggered_by 'refresh'), whatever their priorities;
+//  2. then the definition's priority as it is now (job_runs.claim_priority, kept equal to it by a
+//     trigger while the definition is enabled, NULL while it is disabled: not claimable);
+//  3. then the least recently fetched (job_runs.last_fetched_at; never fetched first);
+//  4. then the newest slice, then the id.
+//
+// The starvation bound this gives: a new definition's first bars at priority P wait for the
+// calls in flight and for the first-time fetches of priority ≥ P queued before them, never for
+// refreshes, however many: refreshes come back at every bar close and could otherwise fill the
+// budget for ever.
+//
+// # Batches
+//
+// [ClaimBatch] takes the first run in the claim order and the due runs of the same timeframe,
+// slice and kind with it, as many as the provider serves in one request (Config.MaxBatch) and
+// fewer when their bars would exceed Config.BatchBars. Runs whose ranges start close together
+// share one multi-symbol request (marketdata.MultiProvider) for the union of their ranges; a
+// symbol the provider refuses fails alone. [WriteBatch] then stores every finished run of the
+// batch with one statement, and [HeartbeatBatch] renews all their leases with one.
+
+// # Failures and leases
+//
+// [Write] and [WriteBatch] store finished slices: bars, coverage and success in one statement.
 // [Fail] applies the retry rules: retryable errors back off exponentially with jitter up to
 // MaxAttempts; a 429 waits Retry-After without using an attempt; a permanent error fails the
 // run and disables the definition with disabled_reason; a shutdown puts the run back at once.
@@ -48,11 +83,11 @@
 //
 // # The worker pool
 //
-// [Orchestrator] runs all of it (meant for `backfill serve` and `backfill dev`): Concurrency workers
-// fed by one dispatcher, which plans on start, on every notification on
+// [Orchestrator] runs all of it (meant for `backfill serve` and `backfill dev`): Concurrency
+// batches at once, fed by one dispatcher, which plans on start, on every notification on
 // replicator.NotifyChannel (a LISTEN connection of its own, reconnected with backoff) and every
-// Tick; claims as soon as a worker is free; reaps expired leases every Lease; and sleeps until
-// the earliest delayed retry falls due. Several processes can share one database: the claim
+// Tick; refreshes after every bar close; claims as soon as a worker is free; reaps expired
+// leases every Lease; and sleeps until the earliest delayed retry falls due. Several processes can share one database: the claim
 // never hands a run to two of them.
 //
 // # One clock

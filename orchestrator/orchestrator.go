@@ -439,6 +439,9 @@ func (o *Orchestrator) loop(ctx context.Context) {
 		if todo != 0 {
 			if next, ok := o.planPass(ctx, todo); ok {
 				nextRefresh = next
+			} else if todo&planRefresh != 0 {
+				// The refresh failed (logged): try again in a second, not in a tight loop.
+				nextRefresh = o.clock().Add(time.Second)
 			}
 			todo = 0
 		}
@@ -896,6 +899,11 @@ func (o *Orchestrator) fetchGroup(ctx context.Context, runs []Run, group []int, 
 		req.Symbols = append(req.Symbols, runs[i].Symbol)
 	}
 	res, err := multi.BarsMulti(fetchCtx, req)
+	if err != nil && ctx.Err() == nil {
+		o.log.LogAttrs(ctx, slog.LevelInfo, "batch failed", slog.String("timeframe", string(req.Timeframe)),
+			slog.Int("symbols", len(req.Symbols)), slog.String("purpose", req.Purpose), slog.Any("error", err))
+		err = batchError{err}
+	}
 	for _, i := range ask {
 		sym := runs[i].Symbol
 		switch {
@@ -949,10 +957,24 @@ func (o *Orchestrator) fail(ctx context.Context, run Run, cause error) Outcome {
 		o.log.LogAttrs(ctx, slog.LevelError, "record run failure failed", slog.String("job_run_id", run.ID), slog.Any("error", err))
 		return LeaseLost
 	}
-	o.log.LogAttrs(ctx, slog.LevelInfo, "run failed", slog.String("job_run_id", run.ID),
-		slog.String("outcome", string(out)), slog.Int("attempt", run.Attempt), slog.Any("error", cause))
+	if !errors.Is(cause, errBatchFailed) {
+		o.log.LogAttrs(ctx, slog.LevelInfo, "run failed", slog.String("job_run_id", run.ID), slog.String("symbol", run.Symbol),
+			slog.String("timeframe", string(run.Timeframe)), slog.String("outcome", string(out)), slog.Int("attempt", run.Attempt),
+			slog.Any("error", cause))
+	}
 	return out
 }
+
+// errBatchFailed marks the error of a provider call that failed for a whole group of
+// batch-mates: it is logged once for the group, not once per run.
+var errBatchFailed = errors.New("batch failed")
+
+// batchError wraps a group's error so that errors.Is finds errBatchFailed and the provider's
+// classification (errors.As *marketdata.Error) still works.
+type batchError struct{ err error }
+
+func (e batchError) Error() string { return e.err.Error() }
+func (e batchError) Unwrap() []error { return []error{e.err, errBatchFailed} }
 
 // heartbeat renews the batch's leases every Lease/3 until stop closes; a run taken back
 // meanwhile is renewed no more (its write will find it gone), and when none is left the batch
