@@ -39,7 +39,8 @@ func commands() []command {
 		{name: "status", summary: "show the backfill's progress per symbol and timeframe; --watch follows it live", run: runStatus},
 		{name: "verify", summary: "check that the stored bars are complete per session; exits 1 on holes; --repair queues them", run: runVerify},
 		{name: "token", summary: "print a signed development token (anon, authenticated, service_role)", run: runToken},
-		{name: "bench", summary: "measure the system under load (scenarios: sync, cdc, backfill, completeness)", run: runBench},
+		{name: "bench", summary: "measure the system under load (scenarios: sync, cdc, backfill, completeness, provider)", run: runBench},
+		{name: "fake-alpaca", summary: "serve a local imitation of Alpaca's bars API with the plan's rate limit", run: runFakeAlpaca},
 		{name: "version", summary: "print the version", run: runVersion},
 	}
 }
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: backfill <command> [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun backfill <command> --help for a command's flags. Every flag can also be set by the environment variable named in its help.")
 }
