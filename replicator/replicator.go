@@ -196,6 +196,10 @@ func New(cfg Config) (*Replicator, error) {
 	if poolCfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		poolCfg.ConnConfig.RuntimeParams["application_name"] = "backfill-replicator"
 	}
+	// Short statements over many rows: JIT compiling them would cost more than running them.
+	if _, set := poolCfg.ConnConfig.RuntimeParams["jit"]; !set {
+		poolCfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	// The apply statement filters on "$1 IS NULL OR symbol_id = ANY ($1)": a generic plan
 	// cannot use the symbol_id indexes for that, a custom plan (planned with the value) can.
 	poolCfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"

@@ -32,7 +32,7 @@ import (
 func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(e.stdout, "Usage: backfill bench <scenario> [flags]\n\nScenarios:\n  sync      load sync-user-symbols on the function path and over Connect\n  cdc       latency from a tracking row's commit to its job definitions (replicator vs the original trigger)\n  backfill  the seed's 60 definitions from commit to full coverage (orchestrator vs the original's 60 s tick)\n  completeness  the completeness check over 10,000 symbols × m15/h1/h4: full check and periodic pass")
+			fmt.Fprintln(e.stdout, "Usage: backfill bench <scenario> [flags]\n\nScenarios:\n  sync      load sync-user-symbols on the function path and over Connect\n  cdc       latency from a tracking row's commit to its job definitions (replicator vs the original trigger)\n  backfill  the seed's 60 definitions from commit to full coverage (orchestrator vs the original's 60 s tick)\n  completeness  the completeness check over 10,000 symbols × m15/h1/h4: full check and periodic pass\n  provider  the provider's request budget: backfills against the floor, freshness through a simulated session, the database's cost")
 			return nil
 		}
 		return fmt.Errorf("%w: name a scenario: backfill bench sync", errUsage)
@@ -46,8 +46,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return benchBackfill(ctx, e, args[1:])
 	case "completeness":
 		return benchCompleteness(ctx, e, args[1:])
+	case "provider":
+		return benchProvider(ctx, e, args[1:])
 	}
-	return fmt.Errorf("%w: unknown scenario %q (try: sync, cdc, backfill or completeness)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown scenario %q (try: sync, cdc, backfill, completeness or provider)", errUsage, args[0])
 }
 
 type syncBench struct {
@@ -336,6 +338,7 @@ func benchPool(ctx context.Context, dbURL, database string, conns int, applicati
 	}
 	cfg.MaxConns = int32(conns) //nolint:gosec // at most 132, checked with the flags
 	cfg.ConnConfig.RuntimeParams["application_name"] = application
+	noJIT(cfg.ConnConfig.RuntimeParams) // as the service's own sessions
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
