@@ -116,8 +116,14 @@ type Next struct {
 	Timeframe   market.Timeframe
 	Symbol      string
 	From, To    time.Time // where its fetch starts at the latest, and its slice's end
+	Slice       Slice
 	Refresh     bool
 	LastFetched time.Time // zero: never
+}
+
+// lockKey names the batch claims of next's timeframe and slice (sql/claim_lock.sql).
+func (n Next) lockKey() string {
+	return string(n.Timeframe) + " " + n.Slice.From.UTC().Format(time.RFC3339) + " " + n.Slice.To.UTC().Format(time.RFC3339)
 }
 
 // PeekNext returns the run the next claim would start from, without claiming it; ok is false
@@ -125,7 +131,7 @@ type Next struct {
 func PeekNext(ctx context.Context, db DB, now time.Time) (n Next, ok bool, err error) {
 	var tf string
 	var last *time.Time
-	err = db.QueryRow(ctx, claimPeekSQL, at(now)).Scan(&tf, &n.Symbol, &n.From, &n.To, &n.Refresh, &last)
+	err = db.QueryRow(ctx, claimPeekSQL, at(now)).Scan(&tf, &n.Symbol, &n.From, &n.Slice.From, &n.Slice.To, &n.Refresh, &last)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Next{}, false, nil
 	}
@@ -133,7 +139,8 @@ func PeekNext(ctx context.Context, db DB, now time.Time) (n Next, ok bool, err e
 		return Next{}, false, fmt.Errorf("peek at the queue: %w", err)
 	}
 	n.Timeframe = market.Timeframe(tf)
-	n.From, n.To = n.From.UTC(), n.To.UTC()
+	n.Slice.From, n.Slice.To = n.Slice.From.UTC(), n.Slice.To.UTC()
+	n.From, n.To = n.From.UTC(), n.Slice.To
 	if last != nil {
 		n.LastFetched = last.UTC()
 	}

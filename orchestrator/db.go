@@ -57,4 +57,6 @@ var (
 	claimBatchSQL string
 	//go:embed sql/claim_peek.sql
 	claimPeekSQL string
+	//go:embed sql/claim_lock.sql
+	claimLockSQL string
 )

@@ -65,7 +65,11 @@
 // fewer when their bars would exceed Config.BatchBars. Runs whose ranges start close together
 // share one multi-symbol request (marketdata.MultiProvider) for the union of their ranges; a
 // symbol the provider refuses fails alone. [WriteBatch] then stores every finished run of the
-// batch with one statement, and [HeartbeatBatch] renews all their leases with one.
+// batch with one statement, and [HeartbeatBatch] renews all their leases with one. The
+// orchestrator claims a batch under an advisory lock of its slice (sql/claim_lock.sql), so that
+// processes claiming at once do not split one bar close's refreshes into several requests, and
+// lets only Config.FetchConcurrency batches call the provider at once, so that under a request
+// budget each batch finishes soon after it starts instead of all of them at the end.
 
 // # Failures and leases
 //

@@ -114,6 +114,12 @@ type Config struct {
 	// right after each bar boundary plus Settle, once more after the close, never at night,
 	// on weekends or holidays. Default 15s.
 	Settle time.Duration
+	// FetchConcurrency is how many of the Concurrency batches call the provider at once; the
+	// others wait, claimed, for their turn. When a request budget is the bottleneck, a few
+	// streams keep it busy through the provider's latency while each batch still finishes (and
+	// is written, and shows its first bars) soon after it started, instead of every batch
+	// finishing together at the end, their pages interleaved. Default Concurrency.
+	FetchConcurrency int
 	// MaxBatch is how many runs of one timeframe and slice one claim takes, to be fetched
 	// with as few multi-symbol requests as their ranges allow. Default: the provider's
 	// MaxSymbols for a provider that serves several symbols per request (marketdata.
@@ -178,6 +184,10 @@ func (c Config) withDefaults() Config {
 	if c.Settle == 0 {
 		c.Settle = 15 * time.Second
 	}
+	if c.FetchConcurrency == 0 {
+		c.FetchConcurrency = c.Concurrency
+	}
+	c.FetchConcurrency = min(c.FetchConcurrency, max(c.Concurrency, 1))
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1
 		if p, ok := c.Provider.(batcher); ok {
@@ -218,6 +228,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("orchestrator config: MaxAttempts %d: want at least 1", c.MaxAttempts)
 	case c.Settle < 0:
 		return fmt.Errorf("orchestrator config: Settle %s: must not be negative", c.Settle)
+	case c.FetchConcurrency < 1:
+		return fmt.Errorf("orchestrator config: FetchConcurrency %d: want at least 1", c.FetchConcurrency)
 	case c.MaxBatch < 1, c.BatchBars < 1:
 		return fmt.Errorf("orchestrator config: MaxBatch %d and BatchBars %d: want at least 1", c.MaxBatch, c.BatchBars)
 	}
@@ -243,6 +255,7 @@ type Orchestrator struct {
 	crypto  *market.Calendar
 	plan    chan struct{} // buffered 1: plan, then claim
 	writers chan struct{} // WriteConcurrency slots
+	fetches chan struct{} // FetchConcurrency slots
 
 	startMu  sync.Mutex
 	started  bool
@@ -265,7 +278,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		return nil, err
 	}
 	return &Orchestrator{cfg: cfg, log: cfg.Logger, metrics: m, nyse: market.NYSE(), crypto: market.Crypto(), plan: make(chan struct{}, 1),
-		writers: make(chan struct{}, cfg.WriteConcurrency), done: make(chan struct{})}, nil
+		writers: make(chan struct{}, cfg.WriteConcurrency), fetches: make(chan struct{}, cfg.FetchConcurrency), done: make(chan struct{})}, nil
 }
 
 // Start opens the LISTEN connection (failing fast when the database is unreachable) and starts
@@ -527,20 +540,28 @@ func (o *Orchestrator) armRefresh(t *time.Timer, next time.Time) {
 }
 
 // claimBatch claims the next batch: the first due run and its batch-mates, as many as the
-// provider serves in one request and BatchBars allows for the first run's range.
+// provider serves in one request and BatchBars allows for the first run's range, under the
+// slice's advisory lock so that processes claiming at once do not split the slice.
 func (o *Orchestrator) claimBatch(ctx context.Context) ([]Run, error) {
-	size := 1
-	if o.cfg.MaxBatch > 1 {
-		next, ok, err := PeekNext(ctx, o.cfg.Pool, o.now())
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, nil
-		}
-		size = o.batchSize(next)
+	if o.cfg.MaxBatch <= 1 {
+		return ClaimBatch(ctx, o.cfg.Pool, o.now(), o.cfg.Owner, o.cfg.Lease, 1)
 	}
-	return ClaimBatch(ctx, o.cfg.Pool, o.now(), o.cfg.Owner, o.cfg.Lease, size)
+	next, ok, err := PeekNext(ctx, o.cfg.Pool, o.now())
+	if err != nil || !ok {
+		return nil, err
+	}
+	var runs []Run
+	err = pgx.BeginFunc(ctx, o.cfg.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, claimLockSQL, next.lockKey()); err != nil {
+			return fmt.Errorf("lock the slice for a batch claim: %w", err)
+		}
+		runs, err = ClaimBatch(ctx, tx, o.now(), o.cfg.Owner, o.cfg.Lease, o.batchSize(next))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return runs, nil
 }
 
 // batchSize is how many runs to claim with next: BatchBars over the bars next's range holds
@@ -874,6 +895,15 @@ func (o *Orchestrator) fetchGroup(ctx context.Context, runs []Run, group []int, 
 		return
 	}
 	first := runs[ask[0]]
+	select {
+	case o.fetches <- struct{}{}:
+		defer func() { <-o.fetches }()
+	case <-ctx.Done():
+		for _, i := range ask {
+			got[i].err = fmt.Errorf("wait for a fetch slot: %w", ctx.Err()) // a shutdown: queued again at once
+		}
+		return
+	}
 	o.metrics.requests.WithLabelValues(string(first.Timeframe), first.Purpose).Inc()
 	fetchCtx, cancel := context.WithTimeout(ctx, o.cfg.FetchTimeout)
 	defer cancel()

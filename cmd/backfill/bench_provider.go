@@ -56,6 +56,7 @@ const (
 	providerPageBars    = 10000 // Alpaca's page: the most bars one request returns, summed over its symbols
 	providerPace        = 0.95  // budget.Config.Pace, as `serve` runs it
 	providerConcurrency = 4
+	providerFetches     = 2 // orchestrator.Config.FetchConcurrency, as `serve --provider alpaca` runs it
 	providerSettle      = 15 * time.Second
 	providerTemplate    = "bench_provider_template"
 	providerOwner       = "bench-provider"
@@ -311,11 +312,11 @@ func (b *providerBench) header(ctx context.Context, w io.Writer) error {
 		"settings: --symbols %s --rate %d --replicas %d --fresh-symbols %d --scale %g --db-symbols %d --skip %q\n"+
 		"provider: alpacafake (Alpaca's v2 bars API on loopback, extended hours, pages of %d bars summed over the symbols);\n"+
 		"each replica: its own pool, marketdata.Alpaca client and budget.Budget on one provider_budget row (PerMinute %d, Pace %.2f),\n"+
-		"orchestrator Concurrency %d; windows %s; simulated session: %s\n",
+		"orchestrator Concurrency %d, FetchConcurrency %d; windows %s; simulated session: %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), loadAverage(),
 		version, fsync, syncCommit, sharedBuffers,
 		strings.Join(syms, ","), b.rate, b.replicas, b.freshSymbols, b.scale, b.dbSymbols, strings.Join(skipped, ","),
-		providerPageBars, b.rate, providerPace, providerConcurrency, strings.Join(windows, ", "), b.day.Day())
+		providerPageBars, b.rate, providerPace, providerConcurrency, providerFetches, strings.Join(windows, ", "), b.day.Day())
 	return nil
 }
 
@@ -424,7 +425,7 @@ func (b *providerBench) startReplicas(ctx context.Context, cfg replicaConfig) (r
 		if err != nil {
 			return rs, fmt.Errorf("replica %d: %w", i+1, err)
 		}
-		r.orch, err = orchestrator.New(orchestrator.Config{Pool: pool, Provider: client, Concurrency: providerConcurrency,
+		r.orch, err = orchestrator.New(orchestrator.Config{Pool: pool, Provider: client, Concurrency: providerConcurrency, FetchConcurrency: providerFetches,
 			Poll: cfg.poll, Tick: cfg.tick, Lease: cfg.lease, Settle: cfg.settle, Now: cfg.now, Owner: name,
 			Registerer: r.reg, Logger: logger.With("component", "orchestrator")})
 		if err != nil {
@@ -525,6 +526,7 @@ type budgetRow struct {
 	bars     int64              // stored
 	noBars   int64              // definitions without a bar
 	failed   int64              // runs failed for good
+	tfFloor  int64              // the fewest requests with one timeframe per request
 }
 
 func (p *budgetPart) run(ctx context.Context) error {
@@ -579,7 +581,7 @@ func (p *budgetPart) measure(ctx context.Context, n int) (row budgetRow, err err
 	if row.purposes, err = rs.requests(); err != nil {
 		return row, err
 	}
-	if err := pool.QueryRow(ctx, benchProviderFiguresSQL).Scan(&row.bars, &row.noBars, &row.failed); err != nil {
+	if err := pool.QueryRow(ctx, benchProviderFiguresSQL).Scan(&row.bars, &row.noBars, &row.failed, &row.tfFloor); err != nil {
 		return row, fmt.Errorf("count the bars: %w", err)
 	}
 	return row, nil
@@ -606,10 +608,11 @@ func (p *budgetPart) print(w io.Writer) error {
 		"and a fresh fake (%d requests a minute, sliding window) on the real clock; %d orchestrators sharing the budget.\n"+
 		"floor = ceil(bars stored / %d) requests; floor time = floor / %d a minute. requests = pages the fake answered\n"+
 		"200 (refresh: of them, refreshes of open slices after a bar closed during the run, from the clients' metrics);\n"+
-		"zero-bar = 200 pages without a bar; closed-only = requests for closed-market time only\n",
-		b.rate, b.replicas, providerPageBars, b.rate)
+		"zero-bar = 200 pages without a bar; closed-only = requests for closed-market time only;\n"+
+		"floor/tf = the fewest requests when a request carries one timeframe, as every provider's does: Σ ceil(bars of a timeframe / %d)\n",
+		b.rate, b.replicas, providerPageBars, b.rate, providerPageBars)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "N\tdefs\tbars\tfloor req\trequests\trefresh\treq/floor\t429\tzero-bar\tclosed-only\tfloor time\twall time\ttime/floor\tno bars\t")
+	fmt.Fprintln(tw, "N\tdefs\tbars\tfloor req\tfloor/tf\trequests\trefresh\treq/floor\treq/floor-tf\t429\tzero-bar\tclosed-only\tfloor time\twall time\ttime/floor\tno bars\t")
 	for _, r := range p.rows {
 		floor := floorRequests(r.bars)
 		ft := b.floorTime(floor)
@@ -617,8 +620,9 @@ func (p *budgetPart) print(w io.Writer) error {
 		if !r.done {
 			wall = "unfinished"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%.0f\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t\n", r.n, r.defs, r.bars, floor,
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t\n", r.n, r.defs, r.bars, floor, r.tfFloor,
 			r.stats.Accepted, r.purposes[marketdata.PurposeRefresh], ratioText(float64(r.stats.Accepted), float64(floor)),
+			ratioText(float64(r.stats.Accepted), float64(r.tfFloor)),
 			r.stats.RateLimited, r.stats.ZeroBar, r.stats.ClosedOnly, secText(ft), wall, ratioText(r.wall.Seconds(), ft.Seconds()), r.noBars)
 	}
 	if err := tw.Flush(); err != nil {

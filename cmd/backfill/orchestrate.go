@@ -33,6 +33,7 @@ type orchConfig struct {
 	providerRate     float64
 	providerPace     float64
 	maxBatch         int
+	fetchConcurrency int
 	settle           time.Duration
 	retryDelay       time.Duration
 	fetchTimeout     time.Duration
@@ -61,6 +62,8 @@ func (c *orchConfig) register(f *flags, defaultProvider string) {
 		"fraction of --provider-rate actually used, in (0, 1], so that clock skew and the provider's own accounting never see more than the plan (lowered for plans too small for a burst)")
 	f.Int(&c.maxBatch, "max-batch", "BACKFILL_MAX_BATCH", 0,
 		"runs of one timeframe and slice fetched with one multi-symbol request (0: as many as the provider allows in one URL; 1: one symbol per request)")
+	f.Int(&c.fetchConcurrency, "fetch-concurrency", "BACKFILL_FETCH_CONCURRENCY", 0,
+		"of the --concurrency batches, how many call the provider at once (0: 2 for alpaca and massive, whose request budget is the bottleneck, so each batch finishes soon after it starts; --concurrency for synthetic)")
 	f.Duration(&c.settle, "refresh-settle", "BACKFILL_REFRESH_SETTLE", 15*time.Second,
 		"how long after a bar closes its refresh waits (open slices are refreshed only after a bar of their timeframe closed)")
 	f.Duration(&c.retryDelay, "retry-delay", "BACKFILL_RETRY_DELAY", 5*time.Second,
@@ -154,8 +157,12 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 	if c.checkInterval <= 0 || c.checkSweep <= 0 || c.maxRepairs < 1 {
 		return none, fmt.Errorf("%w: --check-interval and --check-sweep must be positive and --max-repairs at least 1", errUsage)
 	}
-	if c.providerPace <= 0 || c.providerPace > 1 || c.maxBatch < 0 || c.settle < 0 {
-		return none, fmt.Errorf("%w: --provider-pace must be in (0, 1], --max-batch and --refresh-settle not negative", errUsage)
+	if c.providerPace <= 0 || c.providerPace > 1 || c.maxBatch < 0 || c.settle < 0 || c.fetchConcurrency < 0 {
+		return none, fmt.Errorf("%w: --provider-pace must be in (0, 1], --max-batch, --fetch-concurrency and --refresh-settle not negative", errUsage)
+	}
+	fetchConcurrency := c.fetchConcurrency
+	if _, budgeted := planRates[c.provider]; budgeted && fetchConcurrency == 0 {
+		fetchConcurrency = 2
 	}
 	limiter, err := sharedBudget(ctx, c, pool, reg, logger.With("component", "budget"))
 	if err != nil {
@@ -168,7 +175,8 @@ func startOrchestrator(ctx context.Context, c orchConfig, getenv func(string) st
 	o, err := orchestrator.New(orchestrator.Config{
 		Pool: pool, Provider: p, Concurrency: c.concurrency, WriteConcurrency: c.writeConcurrency, Tick: c.tick, Lease: c.lease,
 		Retry: orchestrator.RetryPolicy{BaseDelay: c.retryDelay}, FetchTimeout: c.fetchTimeout, Settle: c.settle, MaxBatch: c.maxBatch,
-		Registerer: reg, Logger: logger.With("component", "orchestrator"),
+		FetchConcurrency: fetchConcurrency,
+		Registerer:       reg, Logger: logger.With("component", "orchestrator"),
 	})
 	if err != nil {
 		return none, fmt.Errorf("%w: %w", errUsage, err)

@@ -2,7 +2,10 @@
 -- due run in the claim order (as sql/claim.sql) and up to $1 − 1 due runs that one
 -- multi-symbol request can serve with it: the same timeframe and slice, and the same kind of
 -- work (a refresh rides only with refreshes, a backfill with backfills). Batch-mates come in
--- the claim order too. Both scans read an index (job_runs_claim_idx, job_runs_batch_idx).
+-- the claim order too, the head first (among runs of one slice it is the first in that order).
+-- Both scans read an index in order (job_runs_claim_idx, job_runs_batch_idx) and sort nothing.
+-- The caller holds the slice's advisory lock (sql/claim_lock.sql), so that two processes
+-- claiming the same slice at once do not split it between them.
 -- Columns returned as sql/claim.sql.
 WITH head AS (
   SELECT r.id, r.timeframe, r.slice_from, r.slice_to, (r.triggered_by = 'refresh') AS refresh
@@ -20,7 +23,8 @@ picked AS (
     AND r.next_attempt_at <= coalesce($4::timestamptz, now())
     AND r.timeframe = h.timeframe AND r.slice_from = h.slice_from AND r.slice_to = h.slice_to
     AND (r.triggered_by = 'refresh') = h.refresh
-  ORDER BY (r.id = h.id) DESC, r.claim_priority DESC, r.last_fetched_at ASC NULLS FIRST, r.id
+  ORDER BY r.timeframe, r.slice_from, r.slice_to, (r.triggered_by = 'refresh'), r.claim_priority DESC,
+           r.last_fetched_at ASC NULLS FIRST, r.id
   LIMIT greatest($1, 1)
   FOR UPDATE OF r SKIP LOCKED
 )
