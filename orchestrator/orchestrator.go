@@ -1003,7 +1003,7 @@ var errBatchFailed = errors.New("batch failed")
 // classification (errors.As *marketdata.Error) still works.
 type batchError struct{ err error }
 
-func (e batchError) Error() string { return e.err.Error() }
+func (e batchError) Error() string   { return e.err.Error() }
 func (e batchError) Unwrap() []error { return []error{e.err, errBatchFailed} }
 
 // heartbeat renews the batch's leases every Lease/3 until stop closes; a run taken back
