@@ -27,9 +27,10 @@ func TestBenchProviderSmall(t *testing.T) {
 	} {
 		require.Contains(t, r.stdout, heading)
 	}
-	// N, defs = 15, bars, floor req, requests, refresh, req/floor, 429 = 0, zero-bar, closed-only,
+	// N, defs = 15, bars, floor req, floor/tf, requests, refresh, req/floor, req/floor-tf, 429 = 0,
+	// zero-bar, closed-only,
 	// floor time, wall time, time/floor, no bars = 0.
-	require.Regexp(t, `(?m)^\s*5\s+15\s+[1-9]\d*\s+[1-9]\d*\s+[1-9]\d*\s+\d+\s+\d+\.\d\d\s+0\s+\d+\s+\d+\s+\d+\.\ds\s+\d+\.\ds\s+\d+\.\d\d\s+0\s*$`, r.stdout)
+	require.Regexp(t, `(?m)^\s*5\s+15\s+[1-9]\d*\s+[1-9]\d*\s+[1-9]\d*\s+[1-9]\d*\s+\d+\s+\d+\.\d\d\s+\d+\.\d\d\s+0\s+\d+\s+\d+\s+\d+\.\ds\s+\d+\.\ds\s+\d+\.\d\d\s+0\s*$`, r.stdout)
 	// The goals' row: 0 × 429 and no definition without bars.
 	require.Regexp(t, `(?m)^5\s+\S+ (yes|no)\s+\S+ (yes|no)\s+0 yes\s+0 yes\s*$`, r.stdout)
 	// The session's lags, sampled every simulated minute 09:30–16:00; their values
