@@ -33,7 +33,9 @@ func TestRejectedSymbolFailsAlone(t *testing.T) {
 		addDef(t, pool, s, market.H1, 300, 10)
 	}
 	events := make(chan done, 100)
-	o := startOrchestrator(t, Config{Pool: pool, Provider: alpaca, Concurrency: 1, Tick: time.Hour}, events, nil)
+	// In the middle of an h1 slice, so the five windows are one slice, one batch, whatever the date.
+	clock := runningClock(midSlice(SliceSizesFor(alpaca.PageLimit())[market.H1]))
+	o := startOrchestrator(t, Config{Pool: pool, Provider: alpaca, Concurrency: 1, Tick: time.Hour, Now: clock}, events, nil)
 	got := waitIdle(t, pool, events, o)
 
 	outcomes := map[string]Outcome{}

@@ -112,7 +112,7 @@ func TestRefreshFollowsTheCalendar(t *testing.T) {
 		start     time.Time // New York
 		wantAfter []time.Time
 	}{
-		// A Wednesday session: the m15 bars ending 10:15 and 10:30 (and the h1 bar at 11:00 is
+		// A Wednesday session: the m15 bars ending 10:15 and 10:30 (the h1 bar ending 11:00 is
 		// beyond the run) each bring one refresh, 2 s after the boundary.
 		{"session", time.Date(2026, 12, 2, 10, 9, 0, 0, ny), []time.Time{
 			time.Date(2026, 12, 2, 10, 15, 2, 0, ny), time.Date(2026, 12, 2, 10, 30, 2, 0, ny)}},
@@ -131,8 +131,8 @@ func TestRefreshFollowsTheCalendar(t *testing.T) {
 			events := make(chan done, 1000)
 			o := startOrchestrator(t, Config{Pool: pool, Provider: p, Tick: time.Hour, Poll: 20 * time.Millisecond, Lease: time.Hour,
 				Settle: 2 * time.Second, Now: clock}, events, nil)
-			// Let the clock run 25 minutes.
-			end := tc.start.UTC().Add(25 * time.Minute)
+			// Let the clock run 33 minutes: past two m15 closes, short of a third.
+			end := tc.start.UTC().Add(33 * time.Minute)
 			for clock().Before(end) {
 				select {
 				case <-events:
@@ -151,7 +151,8 @@ func TestRefreshFollowsTheCalendar(t *testing.T) {
 			for i, r := range refreshes {
 				after := tc.wantAfter[i/2]
 				require.False(t, r.To.Before(after), "refresh %d asked up to %s, before the bar closed and settled (%s)", i, r.To.In(ny), after)
-				require.True(t, r.To.Before(after.Add(2*time.Minute)), "refresh %d came late: up to %s", i, r.To.In(ny))
+				// Within 5 minutes on this clock: 2.5 s of a loaded machine's time.
+				require.True(t, r.To.Before(after.Add(5*time.Minute)), "refresh %d came late: up to %s", i, r.To.In(ny))
 			}
 		})
 	}
