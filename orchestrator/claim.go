@@ -115,7 +115,7 @@ func ClaimBatch(ctx context.Context, db DB, now time.Time, owner string, lease t
 type Next struct {
 	Timeframe   market.Timeframe
 	Symbol      string
-	From, To    time.Time // where its fetch starts at the latest, and its slice's end
+	From        time.Time // where its fetch starts at the latest
 	Slice       Slice
 	Refresh     bool
 	LastFetched time.Time // zero: never
@@ -140,7 +140,7 @@ func PeekNext(ctx context.Context, db DB, now time.Time) (n Next, ok bool, err e
 	}
 	n.Timeframe = market.Timeframe(tf)
 	n.Slice.From, n.Slice.To = n.Slice.From.UTC(), n.Slice.To.UTC()
-	n.From, n.To = n.From.UTC(), n.Slice.To
+	n.From = n.From.UTC()
 	if last != nil {
 		n.LastFetched = last.UTC()
 	}

@@ -567,7 +567,7 @@ func (o *Orchestrator) claimBatch(ctx context.Context) ([]Run, error) {
 // batchSize is how many runs to claim with next: BatchBars over the bars next's range holds
 // (on the grid; without one, a bar every timeframe step), within [1, MaxBatch].
 func (o *Orchestrator) batchSize(next Next) int {
-	from, to := next.From, next.To
+	from, to := next.From, next.Slice.To
 	if next.Refresh && !next.LastFetched.IsZero() && next.LastFetched.After(from) {
 		from = next.LastFetched.Add(-next.Timeframe.Duration())
 	}
@@ -724,11 +724,11 @@ func (o *Orchestrator) reap(ctx context.Context) {
 	}
 }
 
-// outcome of one run of a batch, before it is recorded.
+// fetched is the outcome of one run of a batch, before it is recorded: a run whose range holds
+// only closed-market time has neither bars nor error (recorded as fetched, without a request).
 type fetched struct {
-	bars    []marketdata.Bar
-	err     error
-	skipped bool // closed-market time only: recorded as fetched without asking the provider
+	bars []marketdata.Bar
+	err  error
 }
 
 // executeBatch fetches a claimed batch (runs of one timeframe and slice) with as few provider
@@ -886,7 +886,6 @@ func (o *Orchestrator) fetchGroup(ctx context.Context, runs []Run, group []int, 
 		if o.closedMarket(runs[i], runs[i].Request()) {
 			// Only closed-market time (or nothing) to ask for: a request could bring no bar.
 			o.metrics.skipped.WithLabelValues(string(runs[i].Timeframe)).Inc()
-			got[i] = fetched{skipped: true}
 			continue
 		}
 		ask = append(ask, i)

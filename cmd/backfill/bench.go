@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -323,6 +324,33 @@ func embeddedAPI(ctx context.Context, pgBin string) (url string, stop func(), er
 		return "", nil, fmt.Errorf("start bench server: %w", errors.Join(err, errors.New("server exited")))
 	}
 	return "http://" + ln.Addr().String(), stop, nil
+}
+
+// createMigratedDB creates database name on the cluster of admin (at url) from template0 and
+// applies the migrations; it returns a connection to it for the caller to finish the database
+// with and close (CREATE DATABASE … TEMPLATE wants nobody connected to a template).
+func createMigratedDB(ctx context.Context, admin *pgxpool.Pool, url, name string) (*pgx.Conn, error) {
+	if _, err := admin.Exec(ctx, fmt.Sprintf(benchCreateDBSQL, pgx.Identifier{name}.Sanitize(), "template0")); err != nil {
+		return nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	cfg.Database = name
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database %s: %w", name, err)
+	}
+	migrator, err := supabase.NewMigrator(supabase.MigratorConfig{})
+	if err == nil {
+		_, err = migrator.Migrate(ctx, conn)
+	}
+	if err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("migrate database %s: %w", name, err)
+	}
+	return conn, nil
 }
 
 // benchPool opens a pool of conns connections on dbURL (--database-url, or a throw-away

@@ -243,27 +243,11 @@ func (b *backfillBench) cluster(ctx context.Context) (url string, stop func(cont
 // template creates the migrated, seeded database every measurement copies, with the seed's
 // definitions moved aside (bench_backfill_template.sql).
 func (b *backfillBench) template(ctx context.Context, admin *pgxpool.Pool, url, name string) error {
-	if _, err := admin.Exec(ctx, fmt.Sprintf(benchCreateDBSQL, pgx.Identifier{name}.Sanitize(), "template0")); err != nil {
-		return fmt.Errorf("create template database: %w", err)
-	}
-	cfg, err := pgx.ParseConfig(url)
+	conn, err := createMigratedDB(ctx, admin, url, name)
 	if err != nil {
 		return err
 	}
-	cfg.Database = name
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to template database: %w", err)
-	}
-	// Closed before any copy: CREATE DATABASE … TEMPLATE wants nobody connected to it.
 	defer conn.Close(context.WithoutCancel(ctx))
-	migrator, err := supabase.NewMigrator(supabase.MigratorConfig{})
-	if err != nil {
-		return err
-	}
-	if _, err := migrator.Migrate(ctx, conn); err != nil {
-		return fmt.Errorf("migrate template database: %w", err)
-	}
 	if err := supabase.ExecScript(ctx, conn, supabase.Seed()); err != nil {
 		return fmt.Errorf("seed template database: %w", err)
 	}

@@ -27,7 +27,6 @@ import (
 	"github.com/symbolsync/backfill/orchestrator"
 	"github.com/symbolsync/backfill/orchestrator/marketdata"
 	"github.com/symbolsync/backfill/orchestrator/marketdata/alpacafake"
-	"github.com/symbolsync/backfill/supabase"
 )
 
 // Embedded SQL of the provider scenario; see the files for what each does.
@@ -254,27 +253,11 @@ func lastFullSession(now time.Time) (market.Session, error) {
 // template creates the migrated database every part copies, with pg_stat_statements, and reads
 // the default windows.
 func (b *providerBench) template(ctx context.Context) error {
-	if _, err := b.admin.Exec(ctx, fmt.Sprintf(benchCreateDBSQL, pgx.Identifier{providerTemplate}.Sanitize(), "template0")); err != nil {
-		return fmt.Errorf("create template database: %w", err)
-	}
-	cfg, err := pgx.ParseConfig(b.url)
-	if err != nil {
-		return fmt.Errorf("parse database URL: %w", err)
-	}
-	cfg.Database = providerTemplate
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to template database: %w", err)
-	}
-	// Closed before any copy: CREATE DATABASE … TEMPLATE wants nobody connected to it.
-	defer conn.Close(context.WithoutCancel(ctx))
-	migrator, err := supabase.NewMigrator(supabase.MigratorConfig{})
+	conn, err := createMigratedDB(ctx, b.admin, b.url, providerTemplate)
 	if err != nil {
 		return err
 	}
-	if _, err := migrator.Migrate(ctx, conn); err != nil {
-		return fmt.Errorf("migrate template database: %w", err)
-	}
+	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
 		return fmt.Errorf("enable pg_stat_statements: %w", err)
 	}
